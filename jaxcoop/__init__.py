@@ -1,0 +1,30 @@
+"""jaxcoop: multi-agent cooperation through in-context co-player inference, fully jitted in JAX."""
+
+from jaxcoop import environment, strategies
+from jaxcoop.config import PRESETS, Config, preset
+from jaxcoop.environment import Game, make_game
+from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.rollout import Episodes, Policy, Transition, agent_policy, play, tabular_policy
+from jaxcoop.train import Metrics, TrainState, make_train, make_trainer
+
+__all__ = [
+    "PRESETS",
+    "Agent",
+    "Config",
+    "Episodes",
+    "Game",
+    "Metrics",
+    "Policy",
+    "RoundInput",
+    "TrainState",
+    "Transition",
+    "agent_policy",
+    "environment",
+    "make_game",
+    "make_train",
+    "make_trainer",
+    "play",
+    "preset",
+    "strategies",
+    "tabular_policy",
+]

@@ -1,0 +1,199 @@
+"""The frozen, typed configuration of a training run, its validation, and the named presets.
+
+Every field is validated when a ``Config`` is built (``Config(...)`` or ``config.replace(...)``),
+so an impossible run stops with one message naming the field before anything is traced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from jaxcoop.environment import GAMES
+from jaxcoop.networks import BACKBONES
+
+ALGOS = ("a2c", "ppo")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training run. Defaults are the paper's mixed pool with A2C (Table 2)."""
+
+    # Game.
+    game: str = "ipd"
+    horizon: int = 100
+    # Population and co-player pool.
+    num_learners: int = 2
+    num_episodes: int = 4096  # episodes per learner per update
+    p_tabular: float = 0.5  # fraction of each learner's episodes against fresh tabular co-players
+    opponent_id: bool = False  # ablation: prepend the co-player's 10-number identity vector
+    # Agent.
+    backbone: str = "gru"
+    embed_dim: int = 32
+    hidden_dim: int = 128
+    # Learning.
+    algo: str = "a2c"
+    lr: float = 1e-3
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 1.0
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    reward_scale: float = 0.02
+    normalize_advantages: bool = True
+    ppo_epochs: int = 4
+    ppo_minibatches: int = 4
+    clip_eps: float = 0.2
+    # Schedule.
+    num_iterations: int = 200_000
+    chunk_iterations: int = 500  # iterations per compiled chunk; the host logs between chunks
+    num_seeds: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        validate(self)
+
+    def replace(self, **changes) -> Config:
+        """A copy with ``changes`` applied (validated)."""
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; allowed: {field_names()}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # Derived sizes.
+    @property
+    def num_tabular_episodes(self) -> int:
+        """Episodes per learner per update against tabular co-players."""
+        return round(self.p_tabular * self.num_episodes)
+
+    @property
+    def num_learner_episodes(self) -> int:
+        """Episodes per learner per update against other learners (always even)."""
+        return self.num_episodes - self.num_tabular_episodes
+
+    @property
+    def num_pair_slots(self) -> int:
+        """Random learner pairings per update; each gives every learner 2 learner episodes."""
+        return self.num_learner_episodes // 2
+
+    @property
+    def agent_steps_per_iteration(self) -> int:
+        """Actions taken by learning agents in one update (all learners)."""
+        return self.num_learners * self.num_episodes * self.horizon
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+def _require(ok: bool, name: str, value, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"config field {name}={value!r} is invalid; allowed: {allowed}")
+
+
+def validate(c: Config) -> None:
+    """Raise ``ValueError`` naming the first field that cannot work."""
+    for f in fields(c):
+        value = getattr(c, f.name)
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[f.type]
+        is_bool = isinstance(value, bool)
+        ok = isinstance(value, expected) and (f.type == "bool" or not is_bool)
+        _require(ok, f.name, value, f"a value of type {f.type}")
+    _require(c.game in GAMES, "game", c.game, str(sorted(GAMES)))
+    _require(c.algo in ALGOS, "algo", c.algo, str(list(ALGOS)))
+    _require(c.backbone in BACKBONES, "backbone", c.backbone, str(sorted(BACKBONES)))
+    for name in ("horizon", "num_learners", "num_episodes", "embed_dim", "hidden_dim",
+                 "ppo_epochs", "ppo_minibatches", "num_iterations", "chunk_iterations",
+                 "num_seeds"):
+        _require(getattr(c, name) >= 1, name, getattr(c, name), "an integer >= 1")
+    for name in ("lr", "adam_eps", "max_grad_norm", "reward_scale", "clip_eps"):
+        _require(getattr(c, name) > 0, name, getattr(c, name), "a number > 0")
+    for name in ("gamma", "gae_lambda", "p_tabular"):
+        _require(0.0 <= getattr(c, name) <= 1.0, name, getattr(c, name), "a number in [0, 1]")
+    for name in ("ent_coef", "vf_coef"):
+        _require(getattr(c, name) >= 0, name, getattr(c, name), "a number >= 0")
+    _require(c.seed >= 0, "seed", c.seed, "an integer >= 0")
+    _require(
+        c.num_learner_episodes % 2 == 0,
+        "num_episodes",
+        c.num_episodes,
+        f"a value whose learner share num_episodes * (1 - p_tabular) = "
+        f"{c.num_learner_episodes} is even (each learner pairing yields two episodes)",
+    )
+    if c.algo == "ppo":
+        _require(
+            c.num_episodes % c.ppo_minibatches == 0,
+            "ppo_minibatches",
+            c.ppo_minibatches,
+            f"a divisor of num_episodes={c.num_episodes}",
+        )
+    _require(
+        c.num_iterations % c.chunk_iterations == 0,
+        "chunk_iterations",
+        c.chunk_iterations,
+        f"a divisor of num_iterations={c.num_iterations} (every chunk has one compiled length)",
+    )
+
+
+# --- Presets: the paper's settings (Table 2) and scaled-down ones. -----------------------------
+
+
+def mixed_pool() -> Config:
+    """Fig. 1: two learners, half their episodes against fresh tabular co-players."""
+    return Config()
+
+
+def opponent_id() -> Config:
+    """Fig. 1 ablation: the co-player's identity is handed to the agent."""
+    return mixed_pool().replace(opponent_id=True)
+
+
+def no_tabular() -> Config:
+    """Fig. 1 ablation: the learners only meet each other."""
+    return mixed_pool().replace(p_tabular=0.0)
+
+
+def step1_tabular() -> Config:
+    """Fig. 2 step 1: one learner against the tabular pool only (in-context best response)."""
+    return Config(
+        num_learners=1, num_episodes=2048, p_tabular=1.0, reward_scale=0.2, gae_lambda=0.99,
+        ent_coef=0.001, lr=5e-3, normalize_advantages=True, num_iterations=50_000,
+    )
+
+
+def cpu() -> Config:
+    """The mixed pool scaled to a 2-core CPU (see README, "The cpu preset")."""
+    return Config(
+        num_episodes=256, hidden_dim=64, lr=3e-3, ent_coef=0.01, reward_scale=0.1,
+        num_iterations=2000, chunk_iterations=100, num_seeds=3,
+    )
+
+
+def tiny() -> Config:
+    """Seconds end to end: tests and smoke checks."""
+    return Config(
+        horizon=8, num_episodes=16, embed_dim=8, hidden_dim=16, lr=3e-3, num_iterations=6,
+        chunk_iterations=3, ppo_minibatches=2, ppo_epochs=2,
+    )
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "mixed-pool": mixed_pool,
+    "opponent-id": opponent_id,
+    "no-tabular": no_tabular,
+    "step1-tabular": step1_tabular,
+    "cpu": cpu,
+    "tiny": tiny,
+}
+
+
+def preset(name: str) -> Config:
+    """The named preset (``PRESETS``)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r} is unknown; allowed: {sorted(PRESETS)}")
+    return PRESETS[name]()

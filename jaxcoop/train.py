@@ -1,0 +1,226 @@
+"""``make_train``: the fused training program (rollout -> advantages -> update, for all learners).
+
+One training iteration is a single traced function; ``make_train`` scans it over all iterations,
+``make_trainer`` exposes the pieces for a host loop that runs it in compiled chunks.
+Learners are stacked on a leading axis ``[N]`` and updated with ``vmap``: decentralized, each with
+its own parameters and optimizer state, no parameter sharing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxcoop import environment, losses, rollout, strategies
+from jaxcoop.config import Config
+from jaxcoop.environment import C
+from jaxcoop.networks import Agent, RoundInput
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run carries between iterations (learner axis ``[N]`` first where stacked)."""
+
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    iteration: jax.Array
+
+
+class Metrics(NamedTuple):
+    """Per-iteration, per-learner scalars (``[N]``; ``[I, N]`` after scanning, ``[S, I, N]`` over
+    seeds). Rewards are raw game rewards per round; cooperation is the fraction of C actions.
+    ``*_vs_tabular`` are NaN when there are no tabular episodes, ``*_vs_learner`` when there are
+    no learner episodes. ``tabular_reward`` is the tabular co-players' own reward per round.
+    """
+
+    reward_vs_learner: jax.Array
+    coop_vs_learner: jax.Array
+    reward_vs_tabular: jax.Array
+    coop_vs_tabular: jax.Array
+    tabular_reward: jax.Array
+    loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    grad_norm: jax.Array
+
+
+class Trainer(NamedTuple):
+    """Pure functions of one run: ``init(key)``, ``iteration(state)``, ``chunk(state)``."""
+
+    init: Callable[[jax.Array], TrainState]
+    iteration: Callable[[TrainState], tuple[TrainState, Metrics]]
+    chunk: Callable[[TrainState], tuple[TrainState, Metrics]]
+
+
+def make_agent(config: Config) -> Agent:
+    return Agent(
+        backbone=config.backbone,
+        embed_dim=config.embed_dim,
+        hidden_dim=config.hidden_dim,
+        opponent_id=config.opponent_id,
+    )
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(config.lr, eps=config.adam_eps),
+    )
+
+
+def init_params(agent: Agent, key: jax.Array) -> Any:
+    """Parameters of one agent."""
+    x = RoundInput(
+        obs=jnp.zeros((1, 1, environment.NUM_STATES)),
+        prev_action=jnp.zeros((1, 1), jnp.int32),
+        prev_reward=jnp.zeros((1, 1)),
+    )
+    return agent.init(key, x, jnp.zeros((1, strategies.OPPONENT_ID_SIZE)))
+
+
+def _mean_or_nan(x: jax.Array) -> jax.Array:
+    return jnp.mean(x) if x.size else jnp.full((), jnp.nan)
+
+
+def _play_metrics(t: rollout.Transition, num_tabular: int) -> dict[str, jax.Array]:
+    coop = (t.action == C).astype(jnp.float32)
+    tab, lrn = slice(None, num_tabular), slice(num_tabular, None)
+    return dict(
+        reward_vs_learner=_mean_or_nan(t.reward[:, lrn]),
+        coop_vs_learner=_mean_or_nan(coop[:, lrn]),
+        reward_vs_tabular=_mean_or_nan(t.reward[:, tab]),
+        coop_vs_tabular=_mean_or_nan(coop[:, tab]),
+        tabular_reward=_mean_or_nan(t.coplayer_reward[:, tab]),
+    )
+
+
+def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransformation):
+    """``update(params, opt_state, batch, key) -> (params, opt_state, info, grad_norm)`` for one
+    learner (unstacked), by A2C or PPO as ``config.algo`` says."""
+
+    def loss_fn(params, batch: rollout.Batch, advantages, targets):
+        t = batch.transition
+        logits, values = agent.apply(params, rollout.round_inputs(t), batch.opponent_id)
+        if config.algo == "a2c":
+            return losses.a2c_loss(
+                logits, values, t.action, advantages, targets, config.ent_coef, config.vf_coef
+            )
+        return losses.ppo_loss(
+            logits, values, t.action, t.log_prob, advantages, targets,
+            config.clip_eps, config.ent_coef, config.vf_coef,
+        )
+
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+
+    def sgd_step(params, opt_state, batch, advantages, targets):
+        grads, info = grad_fn(params, batch, advantages, targets)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, info, optax.global_norm(grads)
+
+    def update(params, opt_state, batch: rollout.Batch, key):
+        t = batch.transition
+        advantages, targets = losses.gae(
+            t.reward * config.reward_scale, t.value, config.gamma, config.gae_lambda
+        )
+        if config.normalize_advantages:
+            advantages = losses.normalize(advantages)
+        if config.algo == "a2c":
+            return sgd_step(params, opt_state, batch, advantages, targets)
+
+        # PPO: epochs x minibatches over whole episodes (axis 1 of [T, B] arrays).
+        num_episodes = t.action.shape[1]
+        size = num_episodes // config.ppo_minibatches
+
+        def take(episodes):
+            def pick(x, axis):
+                return jnp.take(x, episodes, axis=axis)
+
+            mb = rollout.Batch(
+                jax.tree.map(lambda x: pick(x, 1), t), pick(batch.opponent_id, 0),
+                pick(batch.vs_learner, 0),
+            )
+            return mb, pick(advantages, 1), pick(targets, 1)
+
+        def minibatch(carry, episodes):
+            params, opt_state = carry
+            params, opt_state, info, norm = sgd_step(params, opt_state, *take(episodes))
+            return (params, opt_state), (info, norm)
+
+        def epoch(carry, key):
+            order = jax.random.permutation(key, num_episodes)
+            return jax.lax.scan(minibatch, carry, order.reshape(config.ppo_minibatches, size))
+
+        (params, opt_state), (info, norm) = jax.lax.scan(
+            epoch, (params, opt_state), jax.random.split(key, config.ppo_epochs)
+        )
+        return params, opt_state, jax.tree.map(jnp.mean, info), jnp.mean(norm)
+
+    return update
+
+
+def make_trainer(config: Config) -> Trainer:
+    """The pure functions of a run described by ``config`` (see ``Trainer``)."""
+    game = environment.make_game(config.game, config.horizon)
+    agent = make_agent(config)
+    optimizer = make_optimizer(config)
+    update = jax.vmap(make_update(config, agent, optimizer))
+    n = config.num_learners
+
+    def init(key: jax.Array) -> TrainState:
+        key, init_key = jax.random.split(key)
+        params = jax.vmap(lambda k: init_params(agent, k))(jax.random.split(init_key, n))
+        return TrainState(params, jax.vmap(optimizer.init)(params), key, jnp.zeros((), jnp.int32))
+
+    def iteration(state: TrainState) -> tuple[TrainState, Metrics]:
+        key, pool_key, pair_key, rollout_key, update_key = jax.random.split(state.key, 5)
+        # COLLECT: every learner's episodes against fresh tabular co-players and other learners.
+        coplayers = strategies.sample_pool(pool_key, (n, config.num_tabular_episodes))
+        succ, pred = rollout.sample_pairing(pair_key, config.num_pair_slots, n)
+        batch = rollout.collect(agent, state.params, rollout_key, game, coplayers, succ, pred)
+        # UPDATE: each learner on its own data, in parallel.
+        params, opt_state, info, grad_norm = update(
+            state.params, state.opt_state, batch, jax.random.split(update_key, n)
+        )
+        play = jax.vmap(lambda t: _play_metrics(t, config.num_tabular_episodes))(batch.transition)
+        metrics = Metrics(
+            **play,
+            loss=info.total,
+            policy_loss=info.policy,
+            value_loss=info.value,
+            entropy=info.entropy,
+            approx_kl=info.approx_kl,
+            clip_fraction=info.clip_fraction,
+            grad_norm=grad_norm,
+        )
+        return TrainState(params, opt_state, key, state.iteration + 1), metrics
+
+    def chunk(state: TrainState) -> tuple[TrainState, Metrics]:
+        return jax.lax.scan(lambda s, _: iteration(s), state, None, length=config.chunk_iterations)
+
+    return Trainer(init, iteration, chunk)
+
+
+def make_train(config: Config) -> Callable[[jax.Array], tuple[TrainState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: the whole run as one pure function.
+
+    ``jax.jit(train)(key)`` runs it; ``jax.jit(jax.vmap(train))(keys)`` runs many seeds at once.
+    Metrics are ``[num_iterations, num_learners]`` (``Metrics``).
+    """
+    trainer = make_trainer(config)
+
+    def train(key: jax.Array) -> tuple[TrainState, Metrics]:
+        state = trainer.init(key)
+        return jax.lax.scan(
+            lambda s, _: trainer.iteration(s), state, None, length=config.num_iterations
+        )
+
+    return train
