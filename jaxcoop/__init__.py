@@ -1,11 +1,11 @@
 """jaxcoop: multi-agent cooperation through in-context co-player inference, fully jitted in JAX."""
 
-from jaxcoop import environment, strategies
+from jaxcoop import environment, evaluation, strategies
 from jaxcoop.config import PRESETS, Config, preset
 from jaxcoop.environment import Game, make_game
 from jaxcoop.networks import Agent, RoundInput
 from jaxcoop.rollout import Episodes, Policy, Transition, agent_policy, play, tabular_policy
-from jaxcoop.train import Metrics, TrainState, make_train, make_trainer
+from jaxcoop.train import Metrics, TrainState, make_agent, make_train, make_trainer
 
 __all__ = [
     "PRESETS",
@@ -20,6 +20,8 @@ __all__ = [
     "Transition",
     "agent_policy",
     "environment",
+    "evaluation",
+    "make_agent",
     "make_game",
     "make_train",
     "make_trainer",

@@ -32,7 +32,9 @@ def _parse_value(name: str, kind: str, text: str):
         return {"int": int, "float": float, "str": str}[kind](text)
     except ValueError:
         allowed = "true or false" if kind == "bool" else f"a value of type {kind}"
-        raise UsageError(f"--{name.replace('_', '-')} {text!r} is invalid; allowed: {allowed}") from None
+        raise UsageError(
+            f"--{name.replace('_', '-')} {text!r} is invalid; allowed: {allowed}"
+        ) from None
 
 
 def default_preset() -> tuple[str, str]:
@@ -49,8 +51,10 @@ def parser(description: str) -> argparse.ArgumentParser:
         epilog="Every Config field is also a flag: "
         + " ".join(f"--{n.replace('_', '-')}" for n in field_names()),
     )
-    p.add_argument("--preset", help=f"one of {sorted(PRESETS)}; default: mixed-pool on an "
-                   "accelerator, cpu otherwise")
+    p.add_argument(
+        "--preset",
+        help=f"one of {sorted(PRESETS)}; default: mixed-pool on an accelerator, cpu otherwise",
+    )
     p.add_argument("--out", type=Path, help="results folder (default: a new folder under runs/)")
     return p
 
@@ -68,8 +72,10 @@ def parse(argv: list[str] | None, description: str) -> tuple[Config, str, Path, 
             name, value = name.split("=", 1)
             rest[i + 1 : i + 1] = [value]
         if name not in kinds:
-            raise UsageError(f"unknown option {flag!r}; allowed: --preset, --out, "
-                             + ", ".join(f"--{n.replace('_', '-')}" for n in kinds))
+            raise UsageError(
+                f"unknown option {flag!r}; allowed: --preset, --out, "
+                + ", ".join(f"--{n.replace('_', '-')}" for n in kinds)
+            )
         if i + 1 >= len(rest):
             raise UsageError(f"{flag} needs a value")
         changes[name] = _parse_value(name, kinds[name], rest[i + 1])

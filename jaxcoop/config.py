@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from jaxcoop.environment import GAMES
 from jaxcoop.networks import BACKBONES
+from jaxcoop.strategies import POOLS
 
 ALGOS = ("a2c", "ppo")
 
@@ -27,6 +28,7 @@ class Config:
     num_learners: int = 2
     num_episodes: int = 4096  # episodes per learner per update
     p_tabular: float = 0.5  # fraction of each learner's episodes against fresh tabular co-players
+    pool: str = "uniform"  # tabular co-players: fresh U(0,1) draws, or one named strategy
     opponent_id: bool = False  # ablation: prepend the co-player's 10-number identity vector
     # Agent.
     backbone: str = "gru"
@@ -105,11 +107,21 @@ def validate(c: Config) -> None:
         ok = isinstance(value, expected) and (f.type == "bool" or not is_bool)
         _require(ok, f.name, value, f"a value of type {f.type}")
     _require(c.game in GAMES, "game", c.game, str(sorted(GAMES)))
+    _require(c.pool in POOLS, "pool", c.pool, str(list(POOLS)))
     _require(c.algo in ALGOS, "algo", c.algo, str(list(ALGOS)))
     _require(c.backbone in BACKBONES, "backbone", c.backbone, str(sorted(BACKBONES)))
-    for name in ("horizon", "num_learners", "num_episodes", "embed_dim", "hidden_dim",
-                 "ppo_epochs", "ppo_minibatches", "num_iterations", "chunk_iterations",
-                 "num_seeds"):
+    for name in (
+        "horizon",
+        "num_learners",
+        "num_episodes",
+        "embed_dim",
+        "hidden_dim",
+        "ppo_epochs",
+        "ppo_minibatches",
+        "num_iterations",
+        "chunk_iterations",
+        "num_seeds",
+    ):
         _require(getattr(c, name) >= 1, name, getattr(c, name), "an integer >= 1")
     for name in ("lr", "adam_eps", "max_grad_norm", "reward_scale", "clip_eps"):
         _require(getattr(c, name) > 0, name, getattr(c, name), "a number > 0")
@@ -161,24 +173,44 @@ def no_tabular() -> Config:
 def step1_tabular() -> Config:
     """Fig. 2 step 1: one learner against the tabular pool only (in-context best response)."""
     return Config(
-        num_learners=1, num_episodes=2048, p_tabular=1.0, reward_scale=0.2, gae_lambda=0.99,
-        ent_coef=0.001, lr=5e-3, normalize_advantages=True, num_iterations=50_000,
+        num_learners=1,
+        num_episodes=2048,
+        p_tabular=1.0,
+        reward_scale=0.2,
+        gae_lambda=0.99,
+        ent_coef=0.001,
+        lr=5e-3,
+        normalize_advantages=True,
+        num_iterations=50_000,
     )
 
 
 def cpu() -> Config:
     """The mixed pool scaled to a 2-core CPU (see README, "The cpu preset")."""
     return Config(
-        num_episodes=256, hidden_dim=64, lr=3e-3, ent_coef=0.01, reward_scale=0.1,
-        num_iterations=2000, chunk_iterations=100, num_seeds=3,
+        num_episodes=256,
+        hidden_dim=64,
+        lr=3e-3,
+        ent_coef=0.01,
+        reward_scale=0.1,
+        num_iterations=2000,
+        chunk_iterations=100,
+        num_seeds=3,
     )
 
 
 def tiny() -> Config:
     """Seconds end to end: tests and smoke checks."""
     return Config(
-        horizon=8, num_episodes=16, embed_dim=8, hidden_dim=16, lr=3e-3, num_iterations=6,
-        chunk_iterations=3, ppo_minibatches=2, ppo_epochs=2,
+        horizon=8,
+        num_episodes=16,
+        embed_dim=8,
+        hidden_dim=16,
+        lr=3e-3,
+        num_iterations=6,
+        chunk_iterations=3,
+        ppo_minibatches=2,
+        ppo_epochs=2,
     )
 
 

@@ -1,4 +1,4 @@
-"""Advantages and the A2C / PPO losses, as pure functions of network outputs (time-major ``[T, B]``)."""
+"""Advantages and the A2C / PPO losses: pure functions of network outputs, time-major `[T, B]`."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def ppo_loss(
     ent_coef: float,
     vf_coef: float,
 ) -> tuple[jax.Array, LossInfo]:
-    """Clipped-ratio PPO: ``-mean(min(r A, clip(r, 1 +- eps) A))`` + the A2C value and entropy terms.
+    """Clipped PPO: ``-mean(min(r A, clip(r, 1 +- eps) A))`` + the A2C value and entropy terms.
 
     Args: as ``a2c_loss`` plus ``old_log_prob`` ``[T, B]`` of the acting policy.
     """

@@ -54,7 +54,7 @@ class GRU(nn.Module):
         hr, hz, hn = jnp.split(gh, 3, axis=-1)
         r = jax.nn.sigmoid(xr + hr)
         z = jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * (hn + self.b_hidden_n))
+        n = jnp.tanh(xn + r * (hn + self.b_hidden_n[None]))
         return (1.0 - z) * n + z * h_BxH
 
     def step(self, carry: jax.Array, x_BxE: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -133,7 +133,7 @@ class Agent(nn.Module):
         return self.policy_head(y), self.value_head(y)[..., 0]
 
     def initial_carry(self, z_BxZ: jax.Array) -> Carry:
-        """Carry before round 0 for ``B`` episodes (``z_BxZ``: opponent-ID vectors, may be ignored)."""
+        """Carry before round 0 of ``B`` episodes (``z_BxZ``: opponent-ID vectors, maybe unused)."""
         carry = self.core.initial_carry(z_BxZ.shape[0])
         if self.opponent_id:
             carry, _ = self.core.step(carry, self.embed_id(z_BxZ))

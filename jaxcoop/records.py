@@ -18,7 +18,10 @@ from jaxcoop.train import Metrics
 METRIC_NAMES = list(Metrics._fields)
 CSV_COLUMNS = ["iteration", "seed", "learner", *METRIC_NAMES]
 CONFIG_FILE, METRICS_FILE, PLOT_FILE, SUMMARY_FILE = (
-    "config.json", "metrics.csv", "training_curves.png", "summary.json",
+    "config.json",
+    "metrics.csv",
+    "training_curves.png",
+    "summary.json",
 )
 
 
@@ -89,8 +92,13 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
 def final_values(metrics: dict[str, np.ndarray], fraction: float = 0.1) -> dict:
     """Mean over the last ``fraction`` of iterations, then mean and std over seeds, per learner."""
     out = {}
-    for name in ("reward_vs_learner", "coop_vs_learner", "reward_vs_tabular", "coop_vs_tabular",
-                 "tabular_reward"):
+    for name in (
+        "reward_vs_learner",
+        "coop_vs_learner",
+        "reward_vs_tabular",
+        "coop_vs_tabular",
+        "tabular_reward",
+    ):
         x_SxIxN = metrics[name]
         tail = max(1, int(round(x_SxIxN.shape[1] * fraction)))
         per_seed_SxN = x_SxIxN[:, -tail:].mean(axis=1)
@@ -127,8 +135,10 @@ def plot(run_dir: Path, metrics: dict[str, np.ndarray], title: str) -> Path:
     window = max(1, len(iterations) // 50)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     panels = [("reward", "reward per round"), ("coop", "cooperation rate")]
-    series = [("vs_learner", "learner vs learner", "tab:blue"),
-              ("vs_tabular", "learner vs tabular", "tab:red")]
+    series = [
+        ("vs_learner", "learner vs learner", "tab:blue"),
+        ("vs_tabular", "learner vs tabular", "tab:red"),
+    ]
     for ax, (stem, ylabel) in zip(axes, panels, strict=True):
         for suffix, label, color in series:
             x_SxIxN = metrics[f"{stem}_{suffix}"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import distrax
 import jax
 import jax.numpy as jnp
 
@@ -26,8 +25,9 @@ from jaxcoop.networks import Agent, RoundInput
 
 def sample_action(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Sample actions from logits ``[..., 2]``; returns int32 actions and their log-probs."""
-    action, log_prob = distrax.Categorical(logits=logits).sample_and_log_prob(seed=key)
-    return action.astype(jnp.int32), log_prob
+    action = jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)
+    return action, log_prob[..., 0]
 
 
 class Transition(NamedTuple):
@@ -130,7 +130,9 @@ def collect(
 
         a_tab, a_row, a_col = split_seats(action)
         a_row_partner = partner(a_col, succ_NxS)
-        tab_env, tab_obs2, tab_rew2 = env_step(game, tab_env, jnp.stack([a_tab, tab_action], -1))[:3]
+        tab_env, tab_obs2, tab_rew2 = env_step(game, tab_env, jnp.stack([a_tab, tab_action], -1))[
+            :3
+        ]
         pair_env, pair_obs2, pair_rew2 = env_step(
             game, pair_env, jnp.stack([a_row, a_row_partner], -1)
         )[:3]

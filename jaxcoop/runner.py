@@ -58,6 +58,7 @@ def progress_line(config: Config, metrics: Metrics, done: int, elapsed: float) -
     ]
     per_learner = []
     for n in range(config.num_learners):
+
         def m(name, n=n):
             return _nanmean(np.asarray(getattr(metrics, name))[..., n])
 
@@ -73,8 +74,10 @@ def progress_line(config: Config, metrics: Metrics, done: int, elapsed: float) -
 def summary_table(summary: dict) -> str:
     """The end-of-run summary as a small text table (mean ± std over seeds, per learner)."""
     final = summary["final"]
-    rows = [("vs learner", "reward_vs_learner", "coop_vs_learner"),
-            ("vs tabular", "reward_vs_tabular", "coop_vs_tabular")]
+    rows = [
+        ("vs learner", "reward_vs_learner", "coop_vs_learner"),
+        ("vs tabular", "reward_vs_tabular", "coop_vs_tabular"),
+    ]
     lines = [f"{'learner':<8}{'co-player':<12}{'reward':>16}{'cooperation':>16}"]
     for n in range(len(final["reward_vs_learner"]["mean"])):
         for label, r, c in rows:
@@ -110,10 +113,12 @@ def run(
     state = jax.jit(jax.vmap(trainer.init))(keys)
     chunk = jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
     compile_seconds = time.perf_counter() - start
-    log(f"compiled in {compile_seconds:.1f}s on {jax.devices()[0].device_kind} "
+    log(
+        f"compiled in {compile_seconds:.1f}s on {jax.devices()[0].device_kind} "
         f"({jax.default_backend()}); {config.agent_steps_per_iteration * config.num_seeds:,} "
         f"agent-steps per iteration ({config.num_seeds} seed(s) x {config.num_learners} learners "
-        f"x {config.num_episodes} episodes x {config.horizon} rounds)")
+        f"x {config.num_episodes} episodes x {config.horizon} rounds)"
+    )
 
     train_start = time.perf_counter()
     num_chunks = config.num_iterations // config.chunk_iterations
@@ -139,8 +144,10 @@ def run(
         "compile_seconds": compile_seconds,
         "train_seconds": train_seconds,
         "iterations_per_second": config.num_iterations / train_seconds,
-        "agent_steps_per_second": config.num_iterations * config.agent_steps_per_iteration
-        * config.num_seeds / train_seconds,
+        "agent_steps_per_second": config.num_iterations
+        * config.agent_steps_per_iteration
+        * config.num_seeds
+        / train_seconds,
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
         "host": platform.node(),
         "jax_version": jax.__version__,

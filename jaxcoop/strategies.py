@@ -18,7 +18,9 @@ _LOG_EPS = 1e-6
 
 
 def cooperate_probability(theta: jax.Array, obs: jax.Array) -> jax.Array:
-    """P(C) of strategies ``theta`` float ``[..., 5]`` given one-hot observations ``[..., 5]``."""
+    """P(C) of strategies ``theta`` float ``[..., 5]`` given one-hot observations ``[..., 5]``
+    (a single strategy ``[5]`` is broadcast over the observations' leading axes)."""
+    theta = jnp.broadcast_to(theta, jnp.broadcast_shapes(theta.shape, obs.shape))
     return jnp.sum(theta * obs, axis=-1)
 
 
@@ -34,9 +36,11 @@ def sample_pool(key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
 
 
 def opponent_id(theta: jax.Array) -> jax.Array:
-    """The paper's conditioning vector: log-probabilities ``[..., 10]`` (per state: log C, log D)."""
+    """The paper's conditioning vector ``[..., 10]``: per state, log P(C) and log P(D)."""
     p = jnp.clip(theta, _LOG_EPS, 1.0 - _LOG_EPS)
-    return jnp.stack([jnp.log(p), jnp.log1p(-p)], axis=-1).reshape(*theta.shape[:-1], OPPONENT_ID_SIZE)
+    return jnp.stack([jnp.log(p), jnp.log1p(-p)], axis=-1).reshape(
+        *theta.shape[:-1], OPPONENT_ID_SIZE
+    )
 
 
 def _strategy(*probs: float) -> jax.Array:
@@ -117,6 +121,17 @@ NAMED = {
     "zd_extortioner": zd_extortioner,
     "uniform_random": uniform_random,
 }
+
+
+POOLS = ("uniform", *NAMED)
+
+
+def sample_coplayers(key: jax.Array, shape: tuple[int, ...], pool: str = "uniform") -> jax.Array:
+    """Tabular co-players ``[*shape, 5]``: fresh U(0, 1) draws (``"uniform"``, the paper's pool)
+    or copies of one named strategy (e.g. ``"tit_for_tat"``)."""
+    if pool == "uniform":
+        return sample_pool(key, shape)
+    return jnp.broadcast_to(NAMED[pool](), (*shape, NUM_STATES))
 
 
 def expected_rewards(

@@ -115,8 +115,15 @@ def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransform
                 logits, values, t.action, advantages, targets, config.ent_coef, config.vf_coef
             )
         return losses.ppo_loss(
-            logits, values, t.action, t.log_prob, advantages, targets,
-            config.clip_eps, config.ent_coef, config.vf_coef,
+            logits,
+            values,
+            t.action,
+            t.log_prob,
+            advantages,
+            targets,
+            config.clip_eps,
+            config.ent_coef,
+            config.vf_coef,
         )
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
@@ -124,7 +131,7 @@ def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransform
     def sgd_step(params, opt_state, batch, advantages, targets):
         grads, info = grad_fn(params, batch, advantages, targets)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, info, optax.global_norm(grads)
+        return optax.apply_updates(params, updates), opt_state, info, optax.tree.norm(grads)
 
     def update(params, opt_state, batch: rollout.Batch, key):
         t = batch.transition
@@ -145,7 +152,8 @@ def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransform
                 return jnp.take(x, episodes, axis=axis)
 
             mb = rollout.Batch(
-                jax.tree.map(lambda x: pick(x, 1), t), pick(batch.opponent_id, 0),
+                jax.tree.map(lambda x: pick(x, 1), t),
+                pick(batch.opponent_id, 0),
                 pick(batch.vs_learner, 0),
             )
             return mb, pick(advantages, 1), pick(targets, 1)
@@ -183,7 +191,9 @@ def make_trainer(config: Config) -> Trainer:
     def iteration(state: TrainState) -> tuple[TrainState, Metrics]:
         key, pool_key, pair_key, rollout_key, update_key = jax.random.split(state.key, 5)
         # COLLECT: every learner's episodes against fresh tabular co-players and other learners.
-        coplayers = strategies.sample_pool(pool_key, (n, config.num_tabular_episodes))
+        coplayers = strategies.sample_coplayers(
+            pool_key, (n, config.num_tabular_episodes), config.pool
+        )
         succ, pred = rollout.sample_pairing(pair_key, config.num_pair_slots, n)
         batch = rollout.collect(agent, state.params, rollout_key, game, coplayers, succ, pred)
         # UPDATE: each learner on its own data, in parallel.

@@ -1,0 +1,57 @@
+"""Steady-state speed of the fused training iteration for a preset (plus any field overrides).
+
+    python -m benchmarks.iteration_speed --preset cpu --num-seeds 1
+    python -m benchmarks.iteration_speed --preset mixed-pool --chunk-iterations 10
+
+Compiles one chunk (time reported separately), runs it ``--repeats`` times, and prints
+iterations/s, agent-steps/s (one action of one learning agent) and env-rounds/s (one round of
+one episode). The full benchmark harness is ``benchmarks.sps`` (a later issue).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import jax
+
+from jaxcoop import cli
+from jaxcoop.train import make_trainer
+
+
+def measure(config, repeats: int = 3) -> dict:
+    """Compile seconds and steady-state rates of ``config`` (seeds vmapped)."""
+    trainer = make_trainer(config)
+    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
+    start = time.perf_counter()
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    chunk = jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
+    compile_seconds = time.perf_counter() - start
+    state, metrics = chunk(state)  # warm-up
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        state, metrics = chunk(state)
+    jax.block_until_ready(metrics)
+    seconds = (time.perf_counter() - start) / (repeats * config.chunk_iterations)
+    # A learner-vs-learner episode fills two learner seats; a tabular one fills one.
+    episodes = config.num_learners * (config.num_tabular_episodes + config.num_pair_slots)
+    return {
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+        "compile_seconds": round(compile_seconds, 2),
+        "seconds_per_iteration": seconds,
+        "iterations_per_second": 1.0 / seconds,
+        "agent_steps_per_second": config.num_seeds * config.agent_steps_per_iteration / seconds,
+        "env_rounds_per_second": config.num_seeds * episodes * config.horizon / seconds,
+    }
+
+
+def main(argv=None) -> None:
+    config, name, _, _ = cli.parse(argv, description=__doc__.splitlines()[0])
+    result = measure(config)
+    print(json.dumps({"preset": name, **result}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main_guard(main))

@@ -1,0 +1,50 @@
+"""Shared fixtures: one rollout of the ``tiny`` preset, compiled once per session.
+
+Implicit rank promotion is an error in the whole suite (``jax_numpy_rank_promotion="raise"``).
+"""
+
+import os
+from types import SimpleNamespace
+
+# The suite compiles many small programs and runs each briefly: XLA's CPU backend optimizations
+# cost more compile time (2-4x) than they save in run time. Set before JAX creates its backend.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import jaxcoop  # noqa: E402
+from jaxcoop import rollout, strategies, train  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_rollout():
+    """One update's ``Batch`` for the tiny preset with 3 learners (rings where succ != pred).
+
+    Every tabular co-player is tit-for-tat, so its moves are predictable from the learner's.
+    """
+    config = jaxcoop.preset("tiny").replace(num_learners=3)
+    n, k, s = config.num_learners, config.num_tabular_episodes, config.num_pair_slots
+    agent = train.make_agent(config)
+    game = jaxcoop.make_game(config.game, config.horizon)
+    params_key, pair_key, rollout_key = jax.random.split(jax.random.key(7), 3)
+    params = jax.vmap(lambda key: train.init_params(agent, key))(jax.random.split(params_key, n))
+    coplayers = jax.numpy.broadcast_to(strategies.tit_for_tat(), (n, k, 5))
+    succ, pred = rollout.sample_pairing(pair_key, s, n)
+    collect = jax.jit(lambda p, key, c, su, pr: rollout.collect(agent, p, key, game, c, su, pr))
+    batch = collect(params, rollout_key, coplayers, succ, pred)
+    return SimpleNamespace(
+        config=config,
+        agent=agent,
+        game=game,
+        params=params,
+        coplayers=coplayers,
+        succ=succ,
+        pred=pred,
+        batch=batch,
+    )

@@ -1,0 +1,93 @@
+"""Config validation names the offending field; presets build; derived sizes."""
+
+import pytest
+
+import jaxcoop
+from jaxcoop import Config
+
+BAD_VALUES = [
+    # (changes, the field the message must name)
+    (dict(p_tabular=1.5), "p_tabular"),
+    (dict(num_episodes=0), "num_episodes"),
+    (dict(hidden_dim=-1), "hidden_dim"),
+    (dict(algo="sac"), "algo"),
+    (dict(game="poker"), "game"),
+    (dict(pool="grim_trigger"), "pool"),
+    (dict(gamma=1.01), "gamma"),
+    (dict(lr=0.0), "lr"),
+    # 3 does not divide the 16 episodes.
+    (dict(algo="ppo", num_episodes=16, ppo_minibatches=3), "ppo_minibatches"),
+    # 15 learner episodes cannot be split into pairings of two.
+    (dict(num_episodes=15, p_tabular=0.0), "num_episodes"),
+    # 16 * (1 - 0.25) = 12 is fine, 10 * (1 - 0.5) = 5 is odd.
+    (dict(num_episodes=10, p_tabular=0.5), "num_episodes"),
+    # 3 does not divide 10 iterations.
+    (dict(num_iterations=10, chunk_iterations=3), "chunk_iterations"),
+    (dict(lr="x"), "lr"),
+    (dict(opponent_id=1), "opponent_id"),
+    (dict(num_learners=2.0), "num_learners"),
+    (dict(horizon=True), "horizon"),
+]
+
+
+def _case_id(case):
+    return ",".join(f"{k}={v!r}" for k, v in case[0].items())
+
+
+@pytest.mark.parametrize("changes, field", BAD_VALUES, ids=[_case_id(c) for c in BAD_VALUES])
+def test_invalid_value_raises_naming_the_field(changes, field):
+    with pytest.raises(ValueError, match=rf"config field {field}="):
+        Config(**changes)
+    with pytest.raises(ValueError, match=rf"config field {field}="):
+        jaxcoop.preset("tiny").replace(**changes)
+
+
+def test_ppo_minibatches_need_not_divide_episodes_under_a2c():
+    assert Config(algo="a2c", num_episodes=16, ppo_minibatches=3).ppo_minibatches == 3
+
+
+def test_unknown_field_in_replace_raises_naming_it():
+    with pytest.raises(ValueError, match="unknown_field"):
+        Config().replace(unknown_field=1)
+
+
+def test_unknown_preset_raises_naming_it():
+    with pytest.raises(ValueError, match="no-such-preset"):
+        jaxcoop.preset("no-such-preset")
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        Config().lr = 1.0
+
+
+@pytest.mark.parametrize("name", sorted(jaxcoop.PRESETS))
+def test_every_preset_builds_a_valid_config(name):
+    config = jaxcoop.preset(name)
+    assert isinstance(config, Config)
+    assert config.replace() == config  # survives re-validation
+
+
+def test_presets_differ_from_the_default_where_their_ablation_says():
+    assert jaxcoop.preset("opponent-id").opponent_id is True
+    assert jaxcoop.preset("no-tabular").p_tabular == 0.0
+    assert jaxcoop.preset("step1-tabular").num_learners == 1
+    assert jaxcoop.preset("step1-tabular").p_tabular == 1.0
+
+
+def test_default_derived_sizes():
+    config = Config()
+    # 4096 episodes per learner, half against tabular co-players.
+    assert config.num_tabular_episodes == 2048
+    assert config.num_learner_episodes == 2048
+    # Each pairing slot gives a learner one row and one column episode: 2048 / 2.
+    assert config.num_pair_slots == 1024
+    # 2 learners * 4096 episodes * 100 rounds.
+    assert config.agent_steps_per_iteration == 819_200
+
+
+def test_tiny_derived_sizes():
+    config = jaxcoop.preset("tiny")
+    # 16 episodes, p_tabular 0.5: 8 tabular, 8 learner episodes = 4 slots.
+    assert (config.num_tabular_episodes, config.num_learner_episodes) == (8, 8)
+    assert config.num_pair_slots == 4

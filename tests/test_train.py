@@ -1,0 +1,249 @@
+"""The fused training program: metric shapes, determinism, seeds under vmap, chunking without
+recompilation, and the layout of the mixed-pool rollout. Every program is compiled once."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcoop
+from jaxcoop import rollout
+
+CONFIG = jaxcoop.preset("tiny")  # 2 learners, 16 episodes (8 tabular), 6 iterations in chunks of 3
+SEEDS = (0, 1)
+NUM_CHUNKS = CONFIG.num_iterations // CONFIG.chunk_iterations
+
+
+def _numpy(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+# --- Metric shapes and NaN semantics. -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_learners", [1, 2, 3])
+@pytest.mark.parametrize("p_tabular", [0.0, 0.5, 1.0])
+def test_every_metric_is_iterations_by_learners(num_learners, p_tabular):
+    """Shapes only (traced, not compiled), so every combination is cheap."""
+    config = CONFIG.replace(num_learners=num_learners, p_tabular=p_tabular)
+    state, metrics = jax.eval_shape(jaxcoop.make_train(config), jax.random.key(0))
+    for name, value in metrics._asdict().items():
+        assert value.shape == (config.num_iterations, num_learners), name
+    assert jax.tree.leaves(state.params)[0].shape[0] == num_learners
+
+
+@functools.cache
+def _run(num_learners: int, p_tabular: float):
+    config = CONFIG.replace(num_learners=num_learners, p_tabular=p_tabular)
+    return _numpy(jax.jit(jaxcoop.make_train(config))(jax.random.key(0))[1])
+
+
+VS_LEARNER = ("reward_vs_learner", "coop_vs_learner")
+VS_TABULAR = ("reward_vs_tabular", "coop_vs_tabular", "tabular_reward")
+
+
+@pytest.mark.parametrize(
+    "num_learners, p_tabular, nan_fields",
+    [(3, 0.0, VS_TABULAR), (1, 1.0, VS_LEARNER)],
+    ids=["no-tabular-episodes", "no-learner-episodes"],
+)
+def test_metrics_of_an_absent_coplayer_type_are_nan_and_the_rest_finite(
+    num_learners, p_tabular, nan_fields
+):
+    metrics = _run(num_learners, p_tabular)
+    for name, value in metrics._asdict().items():
+        assert value.shape == (CONFIG.num_iterations, num_learners), name
+        if name in nan_fields:
+            assert np.isnan(value).all(), name
+        else:
+            assert np.isfinite(value).all(), name
+
+
+# --- One config, two ways to run it: the host loop over chunks and vmap over seeds. ------------
+
+
+@pytest.fixture(scope="module")
+def host_loop():
+    """``init`` then compiled chunks, as a host loop runs them; counts traces of ``chunk``."""
+    trainer = jaxcoop.make_trainer(CONFIG)
+    traces = []
+
+    def counted_chunk(state):
+        traces.append(state)  # runs only when jit traces (i.e. compiles) the function
+        return trainer.chunk(state)
+
+    init, chunk = jax.jit(trainer.init), jax.jit(counted_chunk)
+
+    def run(key):
+        state, per_chunk = init(key), []
+        for _ in range(NUM_CHUNKS):
+            state, metrics = chunk(state)
+            per_chunk.append(metrics)
+        metrics = jax.tree.map(lambda *m: np.concatenate(m), *per_chunk)
+        return state, metrics
+
+    return run, chunk, traces
+
+
+@pytest.fixture(scope="module")
+def vmapped_seeds():
+    keys = jnp.stack([jax.random.key(s) for s in SEEDS])
+    states, metrics = jax.jit(jax.vmap(jaxcoop.make_train(CONFIG)))(keys)
+    return _numpy(states.params), _numpy(metrics)
+
+
+def test_second_chunk_does_not_recompile(host_loop):
+    run, chunk, traces = host_loop
+    run(jax.random.key(0))  # chunk(init(key)), then chunk of that chunk's output
+    assert NUM_CHUNKS == 2
+    assert len(traces) == 1
+    assert chunk._cache_size() == 1
+
+
+def test_chunked_run_plays_every_iteration_with_finite_metrics(host_loop):
+    run, _, _ = host_loop
+    state, metrics = run(jax.random.key(0))
+    assert int(state.iteration) == CONFIG.num_iterations
+    for name, value in metrics._asdict().items():
+        assert value.shape == (CONFIG.num_iterations, CONFIG.num_learners), name
+        assert np.isfinite(value).all(), name
+    assert ((metrics.coop_vs_learner >= 0) & (metrics.coop_vs_learner <= 1)).all()
+    # Rewards per round of the IPD lie in [S, T] = [-1, 2].
+    assert ((metrics.reward_vs_tabular >= -1) & (metrics.reward_vs_tabular <= 2)).all()
+
+
+def test_same_key_gives_identical_metrics_and_another_key_does_not(host_loop):
+    run, _, _ = host_loop
+    _, first = run(jax.random.key(0))
+    _, again = run(jax.random.key(0))
+    _, other = run(jax.random.key(5))
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(first.reward_vs_learner, other.reward_vs_learner)
+    assert not np.allclose(first.loss, other.loss)
+
+
+def test_vmap_over_seeds_matches_running_each_seed_alone(host_loop, vmapped_seeds):
+    run, _, _ = host_loop
+    params_S, metrics_SxIxN = vmapped_seeds
+    assert metrics_SxIxN.loss.shape == (len(SEEDS), CONFIG.num_iterations, CONFIG.num_learners)
+    for i, seed in enumerate(SEEDS):
+        state, metrics = run(jax.random.key(seed))
+        for name, value in metrics._asdict().items():
+            np.testing.assert_allclose(
+                getattr(metrics_SxIxN, name)[i], value, rtol=1e-4, atol=1e-5, err_msg=name
+            )
+        for a, b in zip(jax.tree.leaves(params_S), jax.tree.leaves(state.params), strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(metrics_SxIxN.loss[0], metrics_SxIxN.loss[1])
+
+
+# --- Rollout layout (rollout.py header): seats [tabular K | row S | column S]. -------------------
+
+
+def test_sample_pairing_draws_rings_without_self_play():
+    succ, pred = (np.asarray(x) for x in rollout.sample_pairing(jax.random.key(0), 50, 4))
+    assert succ.shape == pred.shape == (4, 50)
+    learners = np.arange(4)[:, None]
+    assert (succ != learners).all()
+    np.testing.assert_array_equal(
+        np.take_along_axis(pred, succ, axis=0), np.broadcast_to(learners, succ.shape)
+    )
+    # One ring through all 4: following succ from learner 0 returns after exactly 4 steps.
+    position, slots = np.zeros(50, int), np.arange(50)
+    for steps in range(1, 5):
+        position = succ[position, slots]
+        assert ((position == 0) == (steps == 4)).all()
+    assert len({tuple(column) for column in succ.T}) > 1  # pairings are re-drawn per slot
+
+
+def test_single_learner_ring_is_self_play():
+    succ, pred = rollout.sample_pairing(jax.random.key(0), 3, 1)
+    np.testing.assert_array_equal(succ, 0)
+    np.testing.assert_array_equal(pred, 0)
+
+
+@pytest.fixture(scope="module")
+def layout(tiny_rollout):
+    r = tiny_rollout
+    k, s = r.config.num_tabular_episodes, r.config.num_pair_slots
+    t = _numpy(r.batch.transition)
+    return r, k, s, t, np.asarray(r.succ), np.asarray(r.pred)
+
+
+def test_batch_is_learners_by_rounds_by_seats(layout):
+    r, k, s, t, _, _ = layout
+    shape = (r.config.num_learners, r.config.horizon, k + 2 * s)
+    for name, value in t._asdict().items():
+        assert value.shape[:3] == shape, name
+    assert t.obs.shape == (*shape, 5)
+    np.testing.assert_array_equal(r.batch.vs_learner[:, :k], False)
+    np.testing.assert_array_equal(r.batch.vs_learner[:, k:], True)
+
+
+def test_opponent_id_is_the_tabular_coplayers_and_zero_against_learners(layout):
+    r, k, _, _, _, _ = layout
+    np.testing.assert_allclose(
+        r.batch.opponent_id[:, :k], jaxcoop.strategies.opponent_id(r.coplayers)
+    )
+    np.testing.assert_array_equal(r.batch.opponent_id[:, k:], 0.0)
+
+
+def test_rewards_are_the_payoffs_of_own_and_coplayer_actions(layout):
+    """Row seats are player 0 of the game, column seats player 1."""
+    r, k, s, t, _, _ = layout
+    payoffs = np.asarray(r.game.payoffs)
+    own, co = t.action, t.coplayer_action
+    row = np.s_[..., : k + s]  # tabular and row seats: the learner is player 0
+    col = np.s_[..., k + s :]
+    np.testing.assert_array_equal(t.reward[row], payoffs[own[row], co[row], 0])
+    np.testing.assert_array_equal(t.coplayer_reward[row], payoffs[own[row], co[row], 1])
+    np.testing.assert_array_equal(t.reward[col], payoffs[co[col], own[col], 1])
+    np.testing.assert_array_equal(t.coplayer_reward[col], payoffs[co[col], own[col], 0])
+
+
+def test_learner_pairs_see_each_others_actions_and_rewards(layout):
+    """Learner i's row seat of slot j meets learner succ[i, j] in that learner's column seat."""
+    r, k, s, t, succ, pred = layout
+    for i in range(r.config.num_learners):
+        for j in range(s):
+            partner, row, col = succ[i, j], k + j, k + s + j
+            assert pred[partner, j] == i
+            np.testing.assert_array_equal(t.coplayer_action[i, :, row], t.action[partner, :, col])
+            np.testing.assert_array_equal(t.action[i, :, row], t.coplayer_action[partner, :, col])
+            np.testing.assert_array_equal(t.coplayer_reward[i, :, row], t.reward[partner, :, col])
+    assert (succ != pred).any()  # 3 learners: row and column partners differ
+
+
+def test_observations_are_first_person_from_start(layout):
+    _, _, _, t, _, _ = layout
+    state = t.obs.argmax(-1)
+    np.testing.assert_array_equal(t.obs.sum(-1), 1.0)
+    np.testing.assert_array_equal(state[:, 0], 0)  # START
+    # After round t the learner sees (own, co-player) = 1 + 2 * own + co.
+    own, co = t.action[:, :-1], t.coplayer_action[:, :-1]
+    np.testing.assert_array_equal(state[:, 1:], 1 + 2 * own + co)
+
+
+def test_tabular_coplayer_reacts_to_its_own_first_person_view(layout):
+    """The tabular co-players are tit-for-tat: C first, then copy the learner's last move.
+    (Had they read the learner's view, they would copy their own move instead.)"""
+    _, k, _, t, _, _ = layout
+    tabular_co, learner = t.coplayer_action[..., :k], t.action[..., :k]
+    np.testing.assert_array_equal(tabular_co[:, 0], 0)
+    np.testing.assert_array_equal(tabular_co[:, 1:], learner[:, :-1])
+    assert (learner == 1).any() and (learner == 0).any()
+
+
+def test_log_probs_and_values_are_those_of_the_acting_network(layout):
+    """Replaying the rollout through the whole-sequence call reproduces what was recorded."""
+    r, _, _, t, _, _ = layout
+    apply = jax.vmap(lambda p, tr, z: r.agent.apply(p, rollout.round_inputs(tr), z))
+    logits, values = apply(r.params, r.batch.transition, r.batch.opponent_id)
+    log_pi = np.take_along_axis(
+        np.asarray(jax.nn.log_softmax(logits)), t.action[..., None], axis=-1
+    )[..., 0]
+    np.testing.assert_allclose(log_pi, t.log_prob, atol=1e-5)
+    np.testing.assert_allclose(values, t.value, atol=1e-5)
