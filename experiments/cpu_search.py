@@ -17,13 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from jaxcoop import evaluation, records, runner
+from jaxcoop import records, runner
 from jaxcoop.config import Config, preset
-from jaxcoop.environment import make_game
-from jaxcoop.train import make_agent
 
 BASE = dict(
     horizon=20,
@@ -82,16 +79,10 @@ def main(argv=None) -> None:
         else:
             print(f"{name}: {GRID[name]} x {config.num_iterations} iterations", flush=True)
             lines: list[str] = []
-            state, _ = runner.run(config, run_dir, preset=f"cpu-search:{name}", log=lines.append)
+            runner.run(config, run_dir, preset=f"cpu-search:{name}", log=lines.append)
             print(f"  {lines[-1]}", flush=True)
-            agent, game = make_agent(config), make_game(config.game, config.horizon)
-            params = evaluation.learner_params(state.params, 0, 0)
-            result = evaluation.versus_tabular(agent, params, jax.random.key(1), game)
-            (run_dir / "evaluation.json").write_text(
-                json.dumps(evaluation.summarize(result), indent=2) + "\n"
-            )
         summary = json.loads((run_dir / records.SUMMARY_FILE).read_text())
-        evaluated = json.loads((run_dir / "evaluation.json").read_text())
+        evaluated = json.loads((run_dir / records.EVALUATION_FILE).read_text())
         row = {
             "name": name,
             "overrides": json.dumps(GRID[name]),
@@ -101,7 +92,9 @@ def main(argv=None) -> None:
         for field in SUMMARY_FIELDS:
             row[field] = round(float(np.nanmean(summary["final"][field]["mean"])), 3)
         for opponent in ("tit_for_tat", "always_cooperate", "always_defect", "pool"):
-            row[f"coop_vs_{opponent}"] = round(evaluated[opponent]["coop"], 3)
+            row[f"coop_vs_{opponent}"] = round(
+                float(np.mean(evaluated[opponent]["coop"]["mean"])), 3
+            )
         rows.append(row)
     with (args.out / "search.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

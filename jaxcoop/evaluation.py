@@ -1,7 +1,9 @@
-"""Evaluating trained agents by play: cooperation and reward against named tabular co-players."""
+"""Evaluating trained agents by play: within-episode cooperation and reward against named tabular
+co-players and the random pool."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -9,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcoop import strategies
-from jaxcoop.environment import C, Game
+from jaxcoop.environment import NUM_STATES, C, Game
 from jaxcoop.networks import Agent
-from jaxcoop.rollout import agent_policy, play
+from jaxcoop.rollout import Episodes, agent_policy, play
 
-#: Co-players of the paper's within-episode panels (Fig. 2), plus the pool's average.
-PANEL = ("tit_for_tat", "always_cooperate", "always_defect", "win_stay_lose_shift")
+#: Co-players of the paper's within-episode panels (Fig. 2); ``"pool"`` adds U(0, 1) draws.
+PANEL = ("tit_for_tat", "always_cooperate", "always_defect", "win_stay_lose_shift", "pool")
 
 
 def learner_params(params: Any, *index: int) -> Any:
@@ -22,46 +24,87 @@ def learner_params(params: Any, *index: int) -> Any:
     return jax.tree.map(lambda x: x[index], params)
 
 
-def versus_tabular(
+def make_versus_tabular(
+    agent: Agent, game: Game, num_episodes: int
+) -> Callable[[Any, jax.Array, jax.Array], Episodes]:
+    """A jitted ``f(params, thetas [E, 5], key) -> Episodes``: one agent (player 0, unstacked
+    ``params``) against one tabular strategy per episode. Compiles once for any params."""
+
+    def versus(params, thetas_Ex5, key):
+        return play(agent_policy(agent, params), thetas_Ex5, key, num_episodes, game)
+
+    return jax.jit(versus)
+
+
+def panel_thetas(key: jax.Array, num_episodes: int, coplayers=PANEL) -> dict[str, jax.Array]:
+    """Co-players ``[E, 5]`` per panel name (named strategies repeated; ``"pool"`` sampled)."""
+    return {
+        name: strategies.sample_pool(key, (num_episodes,))
+        if name == "pool"
+        else jnp.broadcast_to(strategies.NAMED[name](), (num_episodes, NUM_STATES))
+        for name in coplayers
+    }
+
+
+def episode_curves(episodes: Episodes) -> dict[str, np.ndarray]:
+    """Per-round means over episodes ``[T]`` of player 0's cooperation and both rewards, with
+    the standard errors of the episode means (``*_se``, scalars)."""
+    coop_ExT = np.asarray(episodes.actions[..., 0] == C, dtype=np.float64)
+    reward_ExT = np.asarray(episodes.rewards[..., 0], dtype=np.float64)
+    sqrt_e = np.sqrt(coop_ExT.shape[0])
+    return {
+        "coop": coop_ExT.mean(0),
+        "reward": reward_ExT.mean(0),
+        "coplayer_reward": np.asarray(episodes.rewards[..., 1], dtype=np.float64).mean(0),
+        "coop_se": coop_ExT.mean(1).std() / sqrt_e,
+        "reward_se": reward_ExT.mean(1).std() / sqrt_e,
+    }
+
+
+def evaluate_learners(
     agent: Agent,
     params: Any,
-    key: jax.Array,
     game: Game,
+    key: jax.Array,
     num_episodes: int = 256,
-    coplayers: tuple[str, ...] = PANEL,
+    coplayers=PANEL,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Play one agent (unstacked ``params``) against named strategies and the random pool.
+    """Every learner of a run against the panel.
 
-    Returns, per co-player name (and ``"pool"``), per-round means over episodes ``[T]``:
-    ``coop`` (agent's cooperation), ``reward`` (agent's reward), ``coplayer_reward``, and their
-    standard errors ``coop_se`` / ``reward_se`` of the episode means.
+    Args:
+      params: stacked ``[S, N, ...]`` (seeds, learners).
+
+    Returns:
+      per co-player name: ``coop``, ``reward``, ``coplayer_reward`` as ``[S, N, T]`` per-round
+      means over ``num_episodes`` episodes.
     """
-    policy = agent_policy(agent, params)
-    opponents = {
-        name: jnp.broadcast_to(strategies.NAMED[name](), (num_episodes, 5)) for name in coplayers
-    }
-    keys = jax.random.split(key, len(opponents) + 1)
-    opponents["pool"] = strategies.sample_pool(keys[-1], (num_episodes,))
-    play_against = jax.jit(lambda theta, k: play(policy, theta, k, num_episodes, game))
-    out = {}
-    for k, (name, theta) in zip(keys, opponents.items(), strict=False):
-        episodes = play_against(theta, k)
-        coop_ExT = np.asarray(episodes.actions[..., 0] == C, dtype=np.float64)
-        reward_ExT = np.asarray(episodes.rewards[..., 0], dtype=np.float64)
-        sqrt_e = np.sqrt(num_episodes)
-        out[name] = {
-            "coop": coop_ExT.mean(0),
-            "reward": reward_ExT.mean(0),
-            "coplayer_reward": np.asarray(episodes.rewards[..., 1]).mean(0),
-            "coop_se": coop_ExT.mean(1).std() / sqrt_e,
-            "reward_se": reward_ExT.mean(1).std() / sqrt_e,
-        }
-    return out
-
-
-def summarize(result: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-    """Episode-average cooperation and reward per co-player from ``versus_tabular``."""
+    versus = make_versus_tabular(agent, game, num_episodes)
+    seeds, learners = jax.tree.leaves(params)[0].shape[:2]
+    thetas = panel_thetas(jax.random.fold_in(key, 0), num_episodes, coplayers)
+    out = {name: {"coop": [], "reward": [], "coplayer_reward": []} for name in coplayers}
+    for s in range(seeds):
+        for n in range(learners):
+            p = learner_params(params, s, n)
+            for i, (name, theta) in enumerate(thetas.items()):
+                curves = episode_curves(versus(p, theta, jax.random.fold_in(key, 1 + i)))
+                for field, values in out[name].items():
+                    values.append(curves[field])
     return {
-        name: {"coop": float(jnp.mean(r["coop"])), "reward": float(jnp.mean(r["reward"]))}
-        for name, r in result.items()
+        name: {f: np.stack(v).reshape(seeds, learners, -1) for f, v in fields_.items()}
+        for name, fields_ in out.items()
     }
+
+
+def summarize(result: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
+    """Episode-average cooperation and reward per co-player and learner from
+    ``evaluate_learners``: mean and std over seeds (lists over learners)."""
+    summary = {}
+    for name, r in result.items():
+        summary[name] = {}
+        for field in ("coop", "reward", "coplayer_reward"):
+            per_seed_SxN = r[field].mean(axis=-1)
+            summary[name][field] = {
+                "mean": per_seed_SxN.mean(0).tolist(),
+                "std": per_seed_SxN.std(0).tolist(),
+            }
+    return summary

@@ -23,6 +23,7 @@ CONFIG_FILE, METRICS_FILE, PLOT_FILE, SUMMARY_FILE = (
     "training_curves.png",
     "summary.json",
 )
+EVALUATION_FILE, EVALUATION_PLOT_FILE = "evaluation.json", "within_episode.png"
 
 
 def prepare(run_dir: Path) -> Path:
@@ -159,6 +160,40 @@ def plot(run_dir: Path, metrics: dict[str, np.ndarray], title: str) -> Path:
     seeds = metrics["reward_vs_learner"].shape[0]
     fig.suptitle(f"{title} (mean ± std over {seeds} seed(s), moving average of {window})")
     path = Path(run_dir) / PLOT_FILE
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_evaluation(run_dir: Path, evaluation: dict) -> None:
+    (Path(run_dir) / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2) + "\n")
+
+
+def plot_within_episode(run_dir: Path, result: dict[str, dict[str, np.ndarray]], title: str):
+    """Fig. 2-style panels: per-round cooperation and reward of the trained learners against
+    each co-player (mean over learners, mean +- std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for name, r in result.items():
+        for ax, field in zip(axes, ("coop", "reward"), strict=True):
+            per_seed_SxT = r[field].mean(axis=1)
+            mean, std = per_seed_SxT.mean(0), per_seed_SxT.std(0)
+            rounds = np.arange(1, mean.shape[0] + 1)
+            (line,) = ax.plot(rounds, mean, label=name)
+            ax.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    axes[0].set_ylabel("cooperation rate")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[1].set_ylabel("reward per round")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{title}: trained learners within an episode")
+    path = Path(run_dir) / EVALUATION_PLOT_FILE
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -15,9 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcoop import records
+from jaxcoop import evaluation, records
 from jaxcoop.config import Config
-from jaxcoop.train import Metrics, TrainState, make_trainer
+from jaxcoop.environment import make_game
+from jaxcoop.train import Metrics, TrainState, make_agent, make_trainer
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -89,6 +90,13 @@ def summary_table(summary: dict) -> str:
     pool = final["tabular_reward"]["mean"]
     if pool and not math.isnan(pool[0]):
         lines.append(f"tabular co-players' own reward per round: {np.mean(pool):+.3f}")
+    if "evaluation" in summary:
+        played = summary["evaluation"]
+        lines.append("cooperation of each trained learner in play against (mean over seeds):")
+        lines.append(f"{'learner':<8}" + "".join(f"{name[:18]:>20}" for name in played))
+        for n in range(len(final["reward_vs_learner"]["mean"])):
+            cells = "".join(f"{played[name]['coop']['mean'][n]:>20.3f}" for name in played)
+            lines.append(f"{n:<8}{cells}")
     return "\n".join(lines)
 
 
@@ -97,8 +105,10 @@ def run(
     run_dir: Path,
     preset: str | None = None,
     log: Callable[[str], None] = print,
+    evaluation_episodes: int = 256,
 ) -> tuple[TrainState, dict]:
-    """Train ``config.num_seeds`` seeds (vmapped) and write the results folder.
+    """Train ``config.num_seeds`` seeds (vmapped), write the results folder, then play every
+    trained learner against the evaluation panel (``evaluation.PANEL``).
 
     Returns:
       the final (seed-stacked) ``TrainState`` and the summary dict also written to
@@ -153,4 +163,15 @@ def run(
         "jax_version": jax.__version__,
     }
     records.write_summary(run_dir, summary)
+
+    played = evaluation.evaluate_learners(
+        make_agent(config),
+        state.params,
+        make_game(config.game, config.horizon),
+        jax.random.fold_in(jax.random.key(config.seed), 1),
+        num_episodes=evaluation_episodes,
+    )
+    summary["evaluation"] = evaluation.summarize(played)
+    records.write_evaluation(run_dir, summary["evaluation"])
+    records.plot_within_episode(run_dir, played, title)
     return state, summary

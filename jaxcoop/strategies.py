@@ -123,14 +123,27 @@ NAMED = {
 }
 
 
-POOLS = ("uniform", *NAMED)
+POOLS = ("uniform", "named", "uniform+named", *NAMED)
 
 
 def sample_coplayers(key: jax.Array, shape: tuple[int, ...], pool: str = "uniform") -> jax.Array:
-    """Tabular co-players ``[*shape, 5]``: fresh U(0, 1) draws (``"uniform"``, the paper's pool)
-    or copies of one named strategy (e.g. ``"tit_for_tat"``)."""
+    """Tabular co-players ``[*shape, 5]``.
+
+    ``pool``: ``"uniform"`` (the paper's pool: fresh U(0, 1) draws), ``"named"`` (each episode
+    one of the named strategies, uniformly at random), ``"uniform+named"`` (each episode one or
+    the other with probability 1/2), or a name of ``NAMED`` (that strategy in every episode).
+    """
     if pool == "uniform":
         return sample_pool(key, shape)
+    if pool == "named":
+        table = jnp.stack([make() for make in NAMED.values()])
+        return table[jax.random.randint(key, shape, 0, len(NAMED))]
+    if pool == "uniform+named":
+        key_uniform, key_named, key_choice = jax.random.split(key, 3)
+        pick_named = jax.random.bernoulli(key_choice, 0.5, shape)[..., None]
+        uniform = sample_pool(key_uniform, shape)
+        named = sample_coplayers(key_named, shape, "named")
+        return jnp.where(pick_named, named, uniform)
     return jnp.broadcast_to(NAMED[pool](), (*shape, NUM_STATES))
 
 

@@ -60,7 +60,29 @@ def test_uniform_pool_is_sample_pool_and_a_named_pool_copies_one_strategy():
 
 
 def test_every_named_strategy_is_a_pool():
-    assert set(strategies.POOLS) == {"uniform", *strategies.NAMED}
+    assert set(strategies.POOLS) == {"uniform", "named", "uniform+named", *strategies.NAMED}
+
+
+def test_named_pool_draws_every_named_strategy_and_nothing_else():
+    drawn = np.asarray(strategies.sample_coplayers(jax.random.key(5), (70, 20), "named"))
+    assert drawn.shape == (70, 20, 5)
+    table = np.stack([np.asarray(make()) for make in strategies.NAMED.values()])
+    # Each episode's co-player is exactly one row of the table ...
+    matches_SxExK = np.all(drawn[..., None, :] == table, axis=-1)
+    assert np.all(matches_SxExK.any(axis=-1))
+    # ... and each of the 7 named strategies gets about 1/7 of the 1400 episodes.
+    share = matches_SxExK.mean(axis=(0, 1))
+    assert np.all(np.abs(share - 1 / len(table)) < 0.04), share
+
+
+def test_uniform_plus_named_pool_is_half_named_half_fresh_uniform_draws():
+    drawn = np.asarray(strategies.sample_coplayers(jax.random.key(6), (2000,), "uniform+named"))
+    table = np.stack([np.asarray(make()) for make in strategies.NAMED.values()])
+    is_named = np.all(drawn[:, None, :] == table, axis=-1).any(axis=-1)
+    # 2000 fair coin flips: the named share is 0.5 +- 0.011 (1 s.d.).
+    assert abs(is_named.mean() - 0.5) < 0.05
+    uniform = drawn[~is_named]
+    assert uniform.min() >= 0.0 and uniform.max() < 1.0 and abs(uniform.mean() - 0.5) < 0.02
 
 
 def test_opponent_id_is_log_probabilities_of_c_and_d_per_state():

@@ -1,0 +1,116 @@
+"""``python -m experiments.ipd`` end to end: the results folder, bad input, non-finite losses."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from experiments import ipd
+from jaxcoop import cli, records, runner
+from jaxcoop.config import preset
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    ipd.main(["--preset", "tiny", "--num-seeds", "2", "--out", str(out)])
+    return out
+
+
+def test_a_tiny_run_writes_the_whole_results_folder(tiny_run):
+    for name in (
+        records.CONFIG_FILE,
+        records.METRICS_FILE,
+        records.PLOT_FILE,
+        records.SUMMARY_FILE,
+        records.EVALUATION_FILE,
+        records.EVALUATION_PLOT_FILE,
+    ):
+        assert (tiny_run / name).stat().st_size > 0, name
+    saved = json.loads((tiny_run / records.CONFIG_FILE).read_text())
+    assert saved["preset"] == "tiny" and saved["config"]["num_seeds"] == 2
+
+
+def test_metrics_csv_has_one_row_per_iteration_seed_and_learner(tiny_run):
+    config = preset("tiny")
+    with (tiny_run / records.METRICS_FILE).open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == config.num_iterations * 2 * config.num_learners
+    assert [int(r["iteration"]) for r in rows[:: 2 * config.num_learners]] == list(
+        range(config.num_iterations)
+    )
+    history = records.read_metrics(tiny_run)
+    assert history["coop_vs_learner"].shape == (2, config.num_iterations, config.num_learners)
+    assert np.all((history["coop_vs_tabular"] >= 0) & (history["coop_vs_tabular"] <= 1))
+
+
+def test_summary_and_evaluation_cover_every_learner(tiny_run):
+    summary = json.loads((tiny_run / records.SUMMARY_FILE).read_text())
+    assert len(summary["final"]["coop_vs_learner"]["mean"]) == 2
+    assert summary["agent_steps_per_second"] > 0 and summary["compile_seconds"] > 0
+    played = json.loads((tiny_run / records.EVALUATION_FILE).read_text())
+    assert set(played) == {
+        "tit_for_tat",
+        "always_cooperate",
+        "always_defect",
+        "win_stay_lose_shift",
+        "pool",
+    }
+    # An agent always gets 2 per round against always-cooperate when it defects and 1 when it
+    # cooperates: reward = 2 - cooperation, exactly, whatever it learned.
+    allc = played["always_cooperate"]
+    np.testing.assert_allclose(
+        np.array(allc["reward"]["mean"]), 2 - np.array(allc["coop"]["mean"]), atol=1e-5
+    )
+    assert "cooperation of each trained learner" in runner.summary_table(
+        summary | {"evaluation": played}
+    )
+
+
+def test_an_existing_run_folder_is_refused_and_left_untouched(tiny_run):
+    before = (tiny_run / records.METRICS_FILE).read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        ipd.main(["--preset", "tiny", "--out", str(tiny_run)])
+    assert (tiny_run / records.METRICS_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "huge"], "preset 'huge' is unknown; allowed:"),
+        (["--preset", "tiny", "--learning-rate", "1"], "unknown option '--learning-rate'"),
+        (["--preset", "tiny", "--p-tabular", "1.5"], "p_tabular=1.5 is invalid"),
+        (["--preset", "tiny", "--num-episodes", "abc"], "--num-episodes 'abc' is invalid"),
+        (["--preset", "tiny", "--opponent-id", "maybe"], "allowed: true or false"),
+        (["--preset", "tiny", "--algo", "sac"], "algo='sac' is invalid; allowed: ['a2c', 'ppo']"),
+        (["--preset", "tiny", "--num-episodes", "15"], "num_episodes=15 is invalid"),
+        (["--preset", "tiny", "--lr"], "--lr needs a value"),
+    ],
+)
+def test_bad_command_lines_stop_with_one_message_before_compiling(argv, message, capsys, tmp_path):
+    assert cli.main_guard(ipd.main, [*argv, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_overrides_and_equals_syntax_reach_the_config():
+    config, name, _, why = cli.parse(
+        ["--preset", "cpu", "--lr=0.02", "--num-seeds", "4", "--opponent-id", "true"], "t"
+    )
+    assert name == "cpu" and why == "chosen with --preset"
+    assert (config.lr, config.num_seeds, config.opponent_id) == (0.02, 4, True)
+
+
+def test_without_a_preset_the_cpu_preset_is_chosen_on_a_cpu_and_says_why():
+    _, name, out, why = cli.parse([], "t")
+    assert name == "cpu" and "no accelerator" in why
+    assert out.parts[0] == "runs"
+
+
+def test_a_non_finite_loss_names_learner_and_iteration_and_keeps_the_metrics(tmp_path):
+    config = preset("tiny").replace(lr=1e30, adam_eps=1e-30, num_iterations=6, chunk_iterations=2)
+    with pytest.raises(FloatingPointError, match=r"learner \d \(seed index 0\) at iteration \d"):
+        runner.run(config, tmp_path / "nan", log=lambda line: None)
+    assert (tmp_path / "nan" / records.METRICS_FILE).stat().st_size > 0
