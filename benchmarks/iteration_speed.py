@@ -16,18 +16,12 @@ import time
 
 import jax
 
-from jaxcoop import cli
-from jaxcoop.train import make_trainer
+from jaxcoop import cli, runner
 
 
 def measure(config, repeats: int = 3) -> dict:
     """Compile seconds and steady-state rates of ``config`` (seeds vmapped)."""
-    trainer = make_trainer(config)
-    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
-    start = time.perf_counter()
-    state = jax.jit(jax.vmap(trainer.init))(keys)
-    chunk = jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
-    compile_seconds = time.perf_counter() - start
+    state, chunk, compile_seconds = runner.compile_seeds(config)
     state, metrics = chunk(state)  # warm-up
     jax.block_until_ready(metrics)
     start = time.perf_counter()

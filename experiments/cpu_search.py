@@ -22,16 +22,8 @@ import numpy as np
 from jaxcoop import records, runner
 from jaxcoop.config import Config, preset
 
-BASE = dict(
-    horizon=20,
-    hidden_dim=32,
-    num_episodes=128,
-    lr=1e-3,
-    ent_coef=0.01,
-    reward_scale=0.1,
-    p_tabular=0.5,
-    num_seeds=1,
-)
+#: The base point: the cpu preset's sizes with the paper's U(0, 1) pool and a single seed.
+BASE = dict(pool="uniform", num_seeds=1)
 GRID: dict[str, dict] = {
     "base": {},
     "lr3e-4": dict(lr=3e-4),
@@ -41,7 +33,7 @@ GRID: dict[str, dict] = {
     "batch64": dict(num_episodes=64),
     "batch512": dict(num_episodes=512),
     "rscale1": dict(reward_scale=1.0),
-    "no-advnorm": dict(normalize_advantages=False, reward_scale=0.1),
+    "no-advnorm": dict(normalize_advantages=False),
     "hidden64": dict(hidden_dim=64),
     "hidden128": dict(hidden_dim=128),
     "ptab0.25": dict(p_tabular=0.25),
@@ -50,6 +42,8 @@ GRID: dict[str, dict] = {
     "horizon100": dict(horizon=100),
     "gamma0.9": dict(gamma=0.9),
     "ppo": dict(algo="ppo", ppo_epochs=4, ppo_minibatches=4, lr=3e-4),
+    "pool-uniform+named": dict(pool="uniform+named"),
+    "pool-named": dict(pool="named"),
 }
 SUMMARY_FIELDS = ("reward_vs_learner", "coop_vs_learner", "reward_vs_tabular", "coop_vs_tabular")
 
@@ -60,6 +54,20 @@ def point_config(overrides: dict, agent_steps: float) -> Config:
     per_iteration = config.num_learners * config.num_episodes * config.horizon
     chunks = max(1, round(agent_steps / per_iteration / 100))
     return config.replace(num_iterations=100 * chunks, chunk_iterations=100)
+
+
+def played_cooperation(run_dir: Path) -> dict[str, float]:
+    """Cooperation in play (mean over learners) against the panel, from ``evaluation.json``;
+    NaN where a point predates the evaluation (the file is missing or in an older format)."""
+    path = run_dir / records.EVALUATION_FILE
+    played = json.loads(path.read_text()) if path.exists() else {}
+    out = {}
+    for opponent in ("tit_for_tat", "always_cooperate", "always_defect", "pool"):
+        coop = played.get(opponent, {}).get("coop")
+        out[f"played_coop_vs_{opponent}"] = (
+            round(float(np.mean(coop["mean"])), 3) if isinstance(coop, dict) else float("nan")
+        )
+    return out
 
 
 def main(argv=None) -> None:
@@ -82,7 +90,6 @@ def main(argv=None) -> None:
             runner.run(config, run_dir, preset=f"cpu-search:{name}", log=lines.append)
             print(f"  {lines[-1]}", flush=True)
         summary = json.loads((run_dir / records.SUMMARY_FILE).read_text())
-        evaluated = json.loads((run_dir / records.EVALUATION_FILE).read_text())
         row = {
             "name": name,
             "overrides": json.dumps(GRID[name]),
@@ -91,10 +98,7 @@ def main(argv=None) -> None:
         }
         for field in SUMMARY_FIELDS:
             row[field] = round(float(np.nanmean(summary["final"][field]["mean"])), 3)
-        for opponent in ("tit_for_tat", "always_cooperate", "always_defect", "pool"):
-            row[f"coop_vs_{opponent}"] = round(
-                float(np.mean(evaluated[opponent]["coop"]["mean"])), 3
-            )
+        row.update(played_cooperation(run_dir))
         rows.append(row)
     with (args.out / "search.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -100,6 +100,18 @@ def summary_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def compile_seeds(config: Config) -> tuple[TrainState, Callable, float]:
+    """Initial state of all seeds ``[S, ...]``, the ahead-of-time compiled chunk
+    ``chunk(state) -> (state, metrics [S, I, N])`` (state buffers donated), and the seconds
+    both took."""
+    trainer = make_trainer(config)
+    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
+    start = time.perf_counter()
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    chunk = jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
+    return state, chunk, time.perf_counter() - start
+
+
 def run(
     config: Config,
     run_dir: Path,
@@ -116,13 +128,7 @@ def run(
     """
     run_dir = records.prepare(run_dir)
     records.write_config(run_dir, config, preset)
-    trainer = make_trainer(config)
-    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
-
-    start = time.perf_counter()
-    state = jax.jit(jax.vmap(trainer.init))(keys)
-    chunk = jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
-    compile_seconds = time.perf_counter() - start
+    state, chunk, compile_seconds = compile_seeds(config)
     log(
         f"compiled in {compile_seconds:.1f}s on {jax.devices()[0].device_kind} "
         f"({jax.default_backend()}); {config.agent_steps_per_iteration * config.num_seeds:,} "
