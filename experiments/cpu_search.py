@@ -22,8 +22,9 @@ import numpy as np
 from jaxcoop import records, runner
 from jaxcoop.config import Config, preset
 
-#: The base point: the cpu preset's sizes with the paper's U(0, 1) pool and a single seed.
-BASE = dict(pool="uniform", num_seeds=1)
+#: The base point: the cpu preset's sizes with the paper's U(0, 1) pool, p_tabular and entropy
+#: coefficient, and a single seed.
+BASE = dict(pool="uniform", p_tabular=0.5, ent_coef=0.01, num_seeds=1)
 GRID: dict[str, dict] = {
     "base": {},
     "lr3e-4": dict(lr=3e-4),
@@ -42,8 +43,13 @@ GRID: dict[str, dict] = {
     "horizon100": dict(horizon=100),
     "gamma0.9": dict(gamma=0.9),
     "ppo": dict(algo="ppo", ppo_epochs=4, ppo_minibatches=4, lr=3e-4),
+    "ptab0.75-ent0.03": dict(p_tabular=0.75, ent_coef=0.03),
     "pool-uniform+named": dict(pool="uniform+named"),
     "pool-named": dict(pool="named"),
+    "pool-named-ptab0.75-ent0.03": dict(pool="named", p_tabular=0.75, ent_coef=0.03),
+    "pool-uniform+named-ptab0.75-ent0.03": dict(
+        pool="uniform+named", p_tabular=0.75, ent_coef=0.03
+    ),
 }
 SUMMARY_FIELDS = ("reward_vs_learner", "coop_vs_learner", "reward_vs_tabular", "coop_vs_tabular")
 

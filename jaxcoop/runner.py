@@ -179,5 +179,6 @@ def run(
     )
     summary["evaluation"] = evaluation.summarize(played)
     records.write_evaluation(run_dir, summary["evaluation"])
+    records.write_summary(run_dir, summary)
     records.plot_within_episode(run_dir, played, title)
     return state, summary
