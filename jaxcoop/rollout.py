@@ -12,6 +12,7 @@ learner the ring is a self-loop (self-play).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -130,12 +131,10 @@ def collect(
 
         a_tab, a_row, a_col = split_seats(action)
         a_row_partner = partner(a_col, succ_NxS)
-        tab_env, tab_obs2, tab_rew2 = env_step(game, tab_env, jnp.stack([a_tab, tab_action], -1))[
-            :3
-        ]
-        pair_env, pair_obs2, pair_rew2 = env_step(
+        tab_env, tab_obs2, tab_rew2, _ = env_step(game, tab_env, jnp.stack([a_tab, tab_action], -1))
+        pair_env, pair_obs2, pair_rew2, _ = env_step(
             game, pair_env, jnp.stack([a_row, a_row_partner], -1)
-        )[:3]
+        )
 
         next_obs = jnp.concatenate(
             [tab_obs2[..., 0, :], pair_obs2[..., 0, :], partner(pair_obs2[..., 1, :], pred_NxS)],
@@ -152,18 +151,18 @@ def collect(
         carry = (agent_carry, tab_env, pair_env, next_obs, tab_obs2[..., 1, :], action, reward)
         return carry, out
 
-    def reset_many(shape):
-        return jax.vmap(lambda _: environment.reset(game))(jnp.zeros(shape).reshape(-1))
+    def reset_many(*shape):  # env states and observations [*shape, ...]
+        reset = jax.vmap(lambda _: environment.reset(game))(jnp.zeros(math.prod(shape)))
+        return jax.tree.map(lambda x: x.reshape(*shape, *x.shape[1:]), reset)
 
-    tab_env, tab_obs = reset_many((num_learners, num_tabular))
-    pair_env, _ = reset_many((num_learners, num_slots))
-    reshape = lambda tree, shape: jax.tree.map(lambda x: x.reshape(*shape, *x.shape[1:]), tree)  # noqa: E731
+    tab_env, tab_obs_NxKx2x5 = reset_many(num_learners, num_tabular)
+    pair_env, _ = reset_many(num_learners, num_slots)
     init = (
         jax.vmap(lambda p, z: agent.apply(p, z, method=Agent.initial_carry))(params, z_NxBxZ),
-        reshape(tab_env, (num_learners, num_tabular)),
-        reshape(pair_env, (num_learners, num_slots)),
+        tab_env,
+        pair_env,
         environment.one_hot_states(jnp.zeros((num_learners, seats), jnp.int32)),
-        reshape(tab_obs[:, 1], (num_learners, num_tabular)),
+        tab_obs_NxKx2x5[..., 1, :],
         jnp.full((num_learners, seats), -1, jnp.int32),
         jnp.zeros((num_learners, seats), jnp.float32),
     )
