@@ -67,10 +67,10 @@ def parse(argv: list[str] | None, description: str) -> tuple[Config, str, Path, 
     changes, i = {}, 0
     while i < len(rest):
         flag = rest[i]
+        if flag.startswith("--") and "=" in flag:
+            flag, value = flag.split("=", 1)
+            rest[i : i + 1] = [flag, value]
         name = flag[2:].replace("-", "_") if flag.startswith("--") else None
-        if "=" in (name or ""):
-            name, value = name.split("=", 1)
-            rest[i + 1 : i + 1] = [value]
         if name not in kinds:
             raise UsageError(
                 f"unknown option {flag!r}; allowed: --preset, --out, "
@@ -93,10 +93,14 @@ def parse(argv: list[str] | None, description: str) -> tuple[Config, str, Path, 
 
 
 def main_guard(fn, argv=None) -> int:
-    """Run ``fn(argv)``; print usage errors as one line on stderr and exit 2."""
+    """Run ``fn(argv)``; print a bad command line (exit status 2), an unusable results folder or
+    a non-finite loss (exit status 1) as one line on stderr instead of a traceback."""
     try:
         fn(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (FileExistsError, PermissionError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -97,10 +97,16 @@ def test_bad_command_lines_stop_with_one_message_before_compiling(argv, message,
 
 def test_overrides_and_equals_syntax_reach_the_config():
     config, name, _, why = cli.parse(
-        ["--preset", "cpu", "--lr=0.02", "--num-seeds", "4", "--opponent-id", "true"], "t"
+        ["--preset", "cpu", "--lr=2e-3", "--num-seeds", "4", "--opponent-id", "true"], "t"
     )
     assert name == "cpu" and why == "chosen with --preset"
-    assert (config.lr, config.num_seeds, config.opponent_id) == (0.02, 4, True)
+    assert (config.lr, config.num_seeds, config.opponent_id) == (2e-3, 4, True)
+
+
+def test_an_unusable_results_folder_is_one_line_with_exit_status_1(tiny_run, capsys):
+    assert cli.main_guard(ipd.main, ["--preset", "tiny", "--out", str(tiny_run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "already holds a run" in err and "\n" not in err
 
 
 def test_without_a_preset_the_cpu_preset_is_chosen_on_a_cpu_and_says_why():
