@@ -2,8 +2,9 @@
 
 Each grid point changes one or two fields of a base config and trains with the same budget of
 agent-steps per seed. Every point gets its own results folder (curves, metrics) under ``--out``;
-``search.csv`` collects the final numbers and a within-episode evaluation of learner 0 against
-tit-for-tat, always-cooperate and always-defect; ``search.png`` shows all curves side by side.
+``search.csv`` collects the final numbers and the learners' cooperation in play (mean over
+learners) against tit-for-tat, always-cooperate, always-defect and the U(0, 1) pool;
+``search.png`` shows all curves side by side.
 Points already finished (their ``summary.json`` exists) are skipped, so the search can resume.
 
     python -m experiments.cpu_search --out runs/cpu-search
@@ -51,14 +52,15 @@ GRID: dict[str, dict] = {
         pool="uniform+named", p_tabular=0.75, ent_coef=0.03
     ),
 }
+
+#: The learners' own final metrics (``records.FINAL_FIELDS`` without the pool's reward).
 SUMMARY_FIELDS = ("reward_vs_learner", "coop_vs_learner", "reward_vs_tabular", "coop_vs_tabular")
 
 
 def point_config(overrides: dict, agent_steps: float) -> Config:
     """The grid point's config with ``num_iterations`` set by the agent-step budget per seed."""
     config = preset("cpu").replace(**{**BASE, **overrides})
-    per_iteration = config.num_learners * config.num_episodes * config.horizon
-    chunks = max(1, round(agent_steps / per_iteration / 100))
+    chunks = max(1, round(agent_steps / config.agent_steps_per_iteration / 100))
     return config.replace(num_iterations=100 * chunks, chunk_iterations=100)
 
 
@@ -116,11 +118,7 @@ def main(argv=None) -> None:
 
 def plot_grid(out: Path, names: list[str]) -> None:
     """All points' cooperation curves (vs learner, vs tabular) in one figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = records.pyplot()
     cols = 4
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(

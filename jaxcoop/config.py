@@ -28,7 +28,7 @@ class Config:
     num_learners: int = 2
     num_episodes: int = 4096  # episodes per learner per update
     p_tabular: float = 0.5  # fraction of each learner's episodes against fresh tabular co-players
-    pool: str = "uniform"  # tabular co-players: fresh U(0,1) draws, or one named strategy
+    pool: str = "uniform"  # tabular co-players: strategies.POOLS (paper: fresh U(0,1) draws)
     opponent_id: bool = False  # ablation: prepend the co-player's 10-number identity vector
     # Agent.
     backbone: str = "gru"
@@ -186,7 +186,7 @@ def step1_tabular() -> Config:
 
 
 def cpu() -> Config:
-    """The mixed pool scaled to a 2-core CPU (3 seeds in about 12 minutes; README, "The cpu
+    """The mixed pool scaled to a 2-core CPU (3 seeds in about 9.5 minutes; README, "The cpu
     preset"). Found by ``python -m experiments.cpu_search``: 20-round episodes, a 32-unit GRU,
     128 episodes per update of which 3/4 against tabular co-players, entropy 0.03, and tabular
     co-players drawn from the named strategies (``pool="named"``): with the paper's U(0, 1) pool

@@ -24,6 +24,14 @@ CONFIG_FILE, METRICS_FILE, PLOT_FILE, SUMMARY_FILE = (
     "summary.json",
 )
 EVALUATION_FILE, EVALUATION_PLOT_FILE = "evaluation.json", "within_episode.png"
+#: Metrics reported as final values (``final_values``, ``summary.json``).
+FINAL_FIELDS = (
+    "reward_vs_learner",
+    "coop_vs_learner",
+    "reward_vs_tabular",
+    "coop_vs_tabular",
+    "tabular_reward",
+)
 
 
 def prepare(run_dir: Path) -> Path:
@@ -93,13 +101,7 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
 def final_values(metrics: dict[str, np.ndarray], fraction: float = 0.1) -> dict:
     """Mean over the last ``fraction`` of iterations, then mean and std over seeds, per learner."""
     out = {}
-    for name in (
-        "reward_vs_learner",
-        "coop_vs_learner",
-        "reward_vs_tabular",
-        "coop_vs_tabular",
-        "tabular_reward",
-    ):
+    for name in FINAL_FIELDS:
         x_SxIxN = metrics[name]
         tail = max(1, int(round(x_SxIxN.shape[1] * fraction)))
         per_seed_SxN = x_SxIxN[:, -tail:].mean(axis=1)
@@ -127,11 +129,7 @@ def smooth(x: np.ndarray, window: int) -> np.ndarray:
 def plot(run_dir: Path, metrics: dict[str, np.ndarray], title: str) -> Path:
     """Fig. 1-style curves: reward and cooperation vs updates, learner vs learner and vs tabular,
     mean over learners, then mean +- std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     iterations = metrics["iteration"]
     window = max(1, len(iterations) // 50)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
@@ -165,6 +163,16 @@ def plot(run_dir: Path, metrics: dict[str, np.ndarray], title: str) -> Path:
     return path
 
 
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write_evaluation(run_dir: Path, evaluation: dict) -> None:
     (Path(run_dir) / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2) + "\n")
 
@@ -172,11 +180,7 @@ def write_evaluation(run_dir: Path, evaluation: dict) -> None:
 def plot_within_episode(run_dir: Path, result: dict[str, dict[str, np.ndarray]], title: str):
     """Fig. 2-style panels: per-round cooperation and reward of the trained learners against
     each co-player (mean over learners, mean +- std over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for name, r in result.items():
         for ax, field in zip(axes, ("coop", "reward"), strict=True):

@@ -168,7 +168,7 @@ def run(
         "host": platform.node(),
         "jax_version": jax.__version__,
     }
-    records.write_summary(run_dir, summary)
+    records.write_summary(run_dir, summary)  # kept even if the evaluation below fails
 
     played = evaluation.evaluate_learners(
         make_agent(config),
