@@ -1,13 +1,15 @@
 """Running policies in the game: the training rollout of the mixed pool, and ``play``.
 
-Training rollout layout. Each of the ``N`` learners owns ``B = K + 2S`` *seats* per update
-(``K`` tabular episodes, ``S`` pairing slots):
+Training rollout layout. Each of the ``N`` learners owns ``B = K + F + 2S`` *seats* per update
+(``K`` tabular episodes, ``F`` episodes against a frozen co-player, ``S`` pairing slots):
   * seats ``[0, K)``: against a fresh tabular co-player;
-  * seats ``[K, K+S)``: row player of slot ``s``, against learner ``succ[i, s]``;
-  * seats ``[K+S, K+2S)``: column player of slot ``s``, against learner ``pred[i, s]``.
+  * seats ``[K, K+F)``: against the frozen co-player (a trained agent that does not learn);
+  * seats ``[K+F, K+F+S)``: row player of slot ``s``, against learner ``succ[i, s]``;
+  * seats ``[K+F+S, B)``: column player of slot ``s``, against learner ``pred[i, s]``.
 Every slot arranges the learners on a random ring (``succ``/``pred``), so each learner-vs-learner
 episode yields data for both of its players and pairings are re-drawn every update. With one
-learner the ring is a self-loop (self-play).
+learner the ring is a self-loop (self-play). The learner always sits in the row (player 0) against
+tabular and frozen co-players.
 """
 
 from __future__ import annotations
@@ -49,17 +51,30 @@ class Transition(NamedTuple):
     coplayer_reward: jax.Array
 
 
+#: ``Batch.coplayer_kind`` codes: who sits opposite a seat.
+TABULAR, FROZEN, LEARNER = 0, 1, 2
+
+
 class Batch(NamedTuple):
     """A learner's data for one update.
 
     transition: ``Transition`` ``[T, B]``.
-    opponent_id: float32 ``[B, 10]`` (zeros against learners).
-    vs_learner: bool ``[B]``, true where the co-player is a learner.
+    opponent_id: float32 ``[B, 10]`` (zeros against learners and frozen co-players).
+    coplayer_kind: int32 ``[B]``, ``TABULAR``, ``FROZEN`` or ``LEARNER`` per seat.
     """
 
     transition: Transition
     opponent_id: jax.Array
-    vs_learner: jax.Array
+    coplayer_kind: jax.Array
+
+
+class FrozenCoplayer(NamedTuple):
+    """A trained agent held fixed as a co-player: its module, its (unstacked) parameters, and
+    how many episodes each learner plays against it per update."""
+
+    agent: Agent
+    params: Any
+    num_episodes: int
 
 
 def round_inputs(t: Transition) -> RoundInput:
@@ -87,6 +102,7 @@ def collect(
     coplayers_NxKx5: jax.Array,
     succ_NxS: jax.Array,
     pred_NxS: jax.Array,
+    frozen: FrozenCoplayer | None = None,
 ) -> Batch:
     """Roll out one update's episodes for all learners at once.
 
@@ -94,81 +110,121 @@ def collect(
       agent: the agent module; params: its parameters stacked on a leading learner axis ``[N]``.
       key: PRNG key. game: the game.
       coplayers_NxKx5: tabular co-player of each learner's tabular episodes.
-      succ_NxS, pred_NxS: learner rings from ``sample_pairing``.
+      succ_NxS, pred_NxS: learner rings from ``sample_pairing`` (``S`` may be 0).
+      frozen: an optional frozen co-player; each learner plays ``frozen.num_episodes`` against it.
 
     Returns:
-      ``Batch`` with a leading learner axis: transitions ``[N, T, B]``, ``B = K + 2S``.
+      ``Batch`` with a leading learner axis: transitions ``[N, T, B]``, ``B = K + F + 2S``.
     """
     num_learners, num_tabular = coplayers_NxKx5.shape[:2]
+    num_frozen = 0 if frozen is None else frozen.num_episodes
     num_slots = succ_NxS.shape[1]
-    seats = num_tabular + 2 * num_slots
-    z_learner = jnp.zeros((num_learners, 2 * num_slots, strategies.OPPONENT_ID_SIZE))
-    z_NxBxZ = jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_learner], axis=1)
-    vs_learner = jnp.arange(seats) >= num_tabular
+    sizes = (num_tabular, num_frozen, num_slots, num_slots)  # tabular, frozen, row, column seats
+    seats = sum(sizes)
+    z_others = jnp.zeros((num_learners, seats - num_tabular, strategies.OPPONENT_ID_SIZE))
+    z_NxBxZ = jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_others], axis=1)
+    kinds = (TABULAR, FROZEN, LEARNER, LEARNER)
+    coplayer_kind = jnp.concatenate(
+        [jnp.full((n,), kind, jnp.int32) for n, kind in zip(sizes, kinds, strict=True)]
+    )
 
     act = jax.vmap(lambda p, c, x: agent.apply(p, c, x, method=Agent.step))
     env_step = jax.vmap(jax.vmap(environment.step, (None, 0, 0)), (None, 0, 0))
     slot = jnp.arange(num_slots)[None, :]
+    bounds = [sum(sizes[:i]) for i in range(1, len(sizes))]
 
     def partner(x_NxS, idx_NxS):  # x[idx[i, s], s, ...]
         return x_NxS[idx_NxS, slot]
 
-    def split_seats(x):
-        return (
-            x[:, :num_tabular],
-            x[:, num_tabular : num_tabular + num_slots],
-            x[:, num_tabular + num_slots :],
-        )
+    def frozen_act(carry, x):  # the frozen co-player in every learner's frozen seats [N, F]
+        def one(c, x):
+            return frozen.agent.apply(frozen.params, c, x, method=Agent.step)
+
+        return jax.vmap(one)(carry, x)[:2]
 
     def round_(carry, key):
-        agent_carry, tab_env, pair_env, obs, tab_obs, prev_action, prev_reward = carry
+        agent_carry, envs, obs, co_view, prev_action, prev_reward = carry
         key_agent, key_tab = jax.random.split(key)
         agent_carry, logits, value = act(
             params, agent_carry, RoundInput(obs, prev_action, prev_reward)
         )
         action, log_prob = sample_action(key_agent, logits)
+        a_tab, a_frz, a_row, a_col = jnp.split(action, bounds, axis=1)
+
+        # The co-players' moves: tabular strategies, the frozen agent, the partner learners.
+        tab_obs, (frozen_carry, frz_obs, frz_prev_action, frz_prev_reward) = co_view
         tab_action, _ = sample_action(key_tab, strategies.logits(coplayers_NxKx5, tab_obs))
-
-        a_tab, a_row, a_col = split_seats(action)
+        if frozen is not None:
+            frozen_carry, frz_logits = frozen_act(
+                frozen_carry, RoundInput(frz_obs, frz_prev_action, frz_prev_reward)
+            )
+            frz_action, _ = sample_action(jax.random.fold_in(key, FROZEN), frz_logits)
+        else:
+            frz_action = a_frz  # no frozen seats: an empty [N, 0] array
         a_row_partner = partner(a_col, succ_NxS)
-        tab_env, tab_obs2, tab_rew2, _ = env_step(game, tab_env, jnp.stack([a_tab, tab_action], -1))
-        pair_env, pair_obs2, pair_rew2, _ = env_step(
-            game, pair_env, jnp.stack([a_row, a_row_partner], -1)
-        )
 
-        next_obs = jnp.concatenate(
-            [tab_obs2[..., 0, :], pair_obs2[..., 0, :], partner(pair_obs2[..., 1, :], pred_NxS)],
-            axis=1,
+        # Rows (the learner is player 0): tabular, frozen, learner-pair episodes.
+        joint = jnp.stack(
+            [
+                jnp.concatenate([a_tab, a_frz, a_row], axis=1),
+                jnp.concatenate([tab_action, frz_action, a_row_partner], axis=1),
+            ],
+            axis=-1,
         )
-        reward = jnp.concatenate(
-            [tab_rew2[..., 0], pair_rew2[..., 0], partner(pair_rew2[..., 1], pred_NxS)], axis=1
+        envs, obs2_Nx2x5, rew2_Nx2, _ = env_step(game, envs, joint)
+        pairs = slice(num_tabular + num_frozen, None)
+
+        def own_and_column(x):  # row seats' player-0 values, then column seats' player-1 values
+            return jnp.concatenate([x[:, :, 0], partner(x[:, pairs, 1], pred_NxS)], axis=1)
+
+        def other_and_column(x):  # the co-player's side of the same seats
+            return jnp.concatenate([x[:, :, 1], partner(x[:, pairs, 0], pred_NxS)], axis=1)
+
+        next_obs = own_and_column(obs2_Nx2x5)
+        reward = own_and_column(rew2_Nx2)
+        co_action = jnp.concatenate(
+            [tab_action, frz_action, a_row_partner, partner(a_row, pred_NxS)], axis=1
         )
-        co_action = jnp.concatenate([tab_action, a_row_partner, partner(a_row, pred_NxS)], axis=1)
-        co_reward = jnp.concatenate(
-            [tab_rew2[..., 1], pair_rew2[..., 1], partner(pair_rew2[..., 0], pred_NxS)], axis=1
-        )
+        co_reward = other_and_column(rew2_Nx2)
         out = Transition(obs, action, reward, log_prob, value, co_action, co_reward)
-        carry = (agent_carry, tab_env, pair_env, next_obs, tab_obs2[..., 1, :], action, reward)
-        return carry, out
+        frz = slice(num_tabular, num_tabular + num_frozen)
+        co_view = (
+            obs2_Nx2x5[:, :num_tabular, 1],
+            (frozen_carry, obs2_Nx2x5[:, frz, 1], frz_action, rew2_Nx2[:, frz, 1]),
+        )
+        return (agent_carry, envs, next_obs, co_view, action, reward), out
 
-    def reset_many(*shape):  # env states and observations [*shape, ...]
-        reset = jax.vmap(lambda _: environment.reset(game))(jnp.zeros(math.prod(shape)))
-        return jax.tree.map(lambda x: x.reshape(*shape, *x.shape[1:]), reset)
-
-    tab_env, tab_obs_NxKx2x5 = reset_many(num_learners, num_tabular)
-    pair_env, _ = reset_many(num_learners, num_slots)
+    env_count = num_tabular + num_frozen + num_slots  # one environment per row seat
+    envs = jax.vmap(lambda _: environment.reset(game)[0])(jnp.zeros(num_learners * env_count))
+    envs = jax.tree.map(lambda x: x.reshape(num_learners, env_count, *x.shape[1:]), envs)
+    start_obs = environment.one_hot_states(jnp.zeros((num_learners, seats), jnp.int32))
+    frozen_carry = None
+    if frozen is not None:
+        z_frozen = jnp.zeros((num_learners, num_frozen, strategies.OPPONENT_ID_SIZE))
+        frozen_carry = jax.vmap(
+            lambda z: frozen.agent.apply(frozen.params, z, method=Agent.initial_carry)
+        )(z_frozen)
+    co_view = (
+        start_obs[:, :num_tabular],
+        (
+            frozen_carry,
+            start_obs[:, num_tabular : num_tabular + num_frozen],
+            jnp.full((num_learners, num_frozen), -1, jnp.int32),
+            jnp.zeros((num_learners, num_frozen), jnp.float32),
+        ),
+    )
     init = (
         jax.vmap(lambda p, z: agent.apply(p, z, method=Agent.initial_carry))(params, z_NxBxZ),
-        tab_env,
-        pair_env,
-        environment.one_hot_states(jnp.zeros((num_learners, seats), jnp.int32)),
-        tab_obs_NxKx2x5[..., 1, :],
+        envs,
+        start_obs,
+        co_view,
         jnp.full((num_learners, seats), -1, jnp.int32),
         jnp.zeros((num_learners, seats), jnp.float32),
     )
     _, transitions_TxNxB = jax.lax.scan(round_, init, jax.random.split(key, game.horizon))
     transitions = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), transitions_TxNxB)
-    return Batch(transitions, z_NxBxZ, jnp.broadcast_to(vs_learner, (num_learners, seats)))
+    kind_NxB = jnp.broadcast_to(coplayer_kind, (num_learners, seats))
+    return Batch(transitions, z_NxBxZ, kind_NxB)
 
 
 # --- Playing any two policies. ------------------------------------------------------------------

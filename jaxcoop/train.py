@@ -30,13 +30,16 @@ class TrainState:
     opt_state: Any
     key: jax.Array
     iteration: jax.Array
+    coplayer_params: Any = None  # the frozen co-player's parameters (unstacked), if there is one
 
 
 class Metrics(NamedTuple):
     """Per-iteration, per-learner scalars (``[N]``; ``[I, N]`` after scanning, ``[S, I, N]`` over
     seeds). Rewards are raw game rewards per round; cooperation is the fraction of C actions.
     ``*_vs_tabular`` are NaN when there are no tabular episodes, ``*_vs_learner`` when there are
-    no learner episodes. ``tabular_reward`` is the tabular co-players' own reward per round.
+    no learner episodes, ``*frozen*`` when there is no frozen co-player. ``tabular_reward`` is
+    the tabular co-players' own reward per round; ``frozen_reward`` / ``frozen_coop`` are the
+    frozen co-player's reward and cooperation in its episodes against the learner.
     """
 
     reward_vs_learner: jax.Array
@@ -44,6 +47,10 @@ class Metrics(NamedTuple):
     reward_vs_tabular: jax.Array
     coop_vs_tabular: jax.Array
     tabular_reward: jax.Array
+    reward_vs_frozen: jax.Array
+    coop_vs_frozen: jax.Array
+    frozen_reward: jax.Array
+    frozen_coop: jax.Array
     loss: jax.Array
     policy_loss: jax.Array
     value_loss: jax.Array
@@ -91,15 +98,22 @@ def _mean_or_nan(x: jax.Array) -> jax.Array:
     return jnp.mean(x) if x.size else jnp.full((), jnp.nan)
 
 
-def _play_metrics(t: rollout.Transition, num_tabular: int) -> dict[str, jax.Array]:
+def _play_metrics(t: rollout.Transition, num_tabular: int, num_frozen: int) -> dict:
+    """The play metrics of one learner's transitions ``[T, B]`` (seats as in ``rollout``)."""
     coop = (t.action == C).astype(jnp.float32)
-    tab, lrn = slice(None, num_tabular), slice(num_tabular, None)
+    tab = slice(None, num_tabular)
+    frz = slice(num_tabular, num_tabular + num_frozen)
+    lrn = slice(num_tabular + num_frozen, None)
     return dict(
         reward_vs_learner=_mean_or_nan(t.reward[:, lrn]),
         coop_vs_learner=_mean_or_nan(coop[:, lrn]),
         reward_vs_tabular=_mean_or_nan(t.reward[:, tab]),
         coop_vs_tabular=_mean_or_nan(coop[:, tab]),
         tabular_reward=_mean_or_nan(t.coplayer_reward[:, tab]),
+        reward_vs_frozen=_mean_or_nan(t.reward[:, frz]),
+        coop_vs_frozen=_mean_or_nan(coop[:, frz]),
+        frozen_reward=_mean_or_nan(t.coplayer_reward[:, frz]),
+        frozen_coop=_mean_or_nan((t.coplayer_action[:, frz] == C).astype(jnp.float32)),
     )
 
 
@@ -154,7 +168,7 @@ def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransform
             mb = rollout.Batch(
                 jax.tree.map(lambda x: pick(x, 1), t),
                 pick(batch.opponent_id, 0),
-                pick(batch.vs_learner, 0),
+                pick(batch.coplayer_kind, 0),
             )
             return mb, pick(advantages, 1), pick(targets, 1)
 
@@ -175,18 +189,35 @@ def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransform
     return update
 
 
-def make_trainer(config: Config) -> Trainer:
-    """The pure functions of a run described by ``config`` (see ``Trainer``)."""
+def make_trainer(config: Config, coplayer: Agent | None = None) -> Trainer:
+    """The pure functions of a run described by ``config`` (see ``Trainer``).
+
+    With a frozen ``coplayer`` module, each learner plays its ``config.num_learner_episodes``
+    against that agent instead of against the other learners; its parameters live in
+    ``TrainState.coplayer_params`` (``init`` fills them with a random initialization: replace
+    them with trained ones, e.g. ``state.replace(coplayer_params=...)``).
+    """
     game = environment.make_game(config.game, config.horizon)
     agent = make_agent(config)
     optimizer = make_optimizer(config)
     update = jax.vmap(make_update(config, agent, optimizer))
     n = config.num_learners
+    num_frozen = 0 if coplayer is None else config.num_learner_episodes
+    num_slots = config.num_pair_slots if coplayer is None else 0
 
     def init(key: jax.Array) -> TrainState:
         key, init_key = jax.random.split(key)
         params = jax.vmap(lambda k: init_params(agent, k))(jax.random.split(init_key, n))
-        return TrainState(params, jax.vmap(optimizer.init)(params), key, jnp.zeros((), jnp.int32))
+        coplayer_params = None
+        if coplayer is not None:
+            coplayer_params = init_params(coplayer, jax.random.fold_in(init_key, n))
+        return TrainState(
+            params,
+            jax.vmap(optimizer.init)(params),
+            key,
+            jnp.zeros((), jnp.int32),
+            coplayer_params,
+        )
 
     def iteration(state: TrainState) -> tuple[TrainState, Metrics]:
         key, pool_key, pair_key, rollout_key, update_key = jax.random.split(state.key, 5)
@@ -194,13 +225,20 @@ def make_trainer(config: Config) -> Trainer:
         coplayers = strategies.sample_coplayers(
             pool_key, (n, config.num_tabular_episodes), config.pool
         )
-        succ, pred = rollout.sample_pairing(pair_key, config.num_pair_slots, n)
-        batch = rollout.collect(agent, state.params, rollout_key, game, coplayers, succ, pred)
+        succ, pred = rollout.sample_pairing(pair_key, num_slots, n)
+        frozen = None
+        if coplayer is not None:
+            frozen = rollout.FrozenCoplayer(coplayer, state.coplayer_params, num_frozen)
+        batch = rollout.collect(
+            agent, state.params, rollout_key, game, coplayers, succ, pred, frozen
+        )
         # UPDATE: each learner on its own data, in parallel.
         params, opt_state, info, grad_norm = update(
             state.params, state.opt_state, batch, jax.random.split(update_key, n)
         )
-        play = jax.vmap(lambda t: _play_metrics(t, config.num_tabular_episodes))(batch.transition)
+        play = jax.vmap(lambda t: _play_metrics(t, config.num_tabular_episodes, num_frozen))(
+            batch.transition
+        )
         metrics = Metrics(
             **play,
             loss=info.total,
@@ -211,7 +249,9 @@ def make_trainer(config: Config) -> Trainer:
             clip_fraction=info.clip_fraction,
             grad_norm=grad_norm,
         )
-        return TrainState(params, opt_state, key, state.iteration + 1), metrics
+        return state.replace(
+            params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1
+        ), metrics
 
     def chunk(state: TrainState) -> tuple[TrainState, Metrics]:
         return jax.lax.scan(lambda s, _: iteration(s), state, None, length=config.chunk_iterations)

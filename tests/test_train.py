@@ -42,11 +42,12 @@ def _run(num_learners: int, p_tabular: float):
 
 VS_LEARNER = ("reward_vs_learner", "coop_vs_learner")
 VS_TABULAR = ("reward_vs_tabular", "coop_vs_tabular", "tabular_reward")
+VS_FROZEN = ("reward_vs_frozen", "coop_vs_frozen", "frozen_reward", "frozen_coop")
 
 
 @pytest.mark.parametrize(
     "num_learners, p_tabular, nan_fields",
-    [(3, 0.0, VS_TABULAR), (1, 1.0, VS_LEARNER)],
+    [(3, 0.0, VS_TABULAR + VS_FROZEN), (1, 1.0, VS_LEARNER + VS_FROZEN)],
     ids=["no-tabular-episodes", "no-learner-episodes"],
 )
 def test_metrics_of_an_absent_coplayer_type_are_nan_and_the_rest_finite(
@@ -108,7 +109,7 @@ def test_chunked_run_plays_every_iteration_with_finite_metrics(host_loop):
     assert int(state.iteration) == CONFIG.num_iterations
     for name, value in metrics._asdict().items():
         assert value.shape == (CONFIG.num_iterations, CONFIG.num_learners), name
-        assert np.isfinite(value).all(), name
+        assert np.isfinite(value).all() != (name in VS_FROZEN), name  # no frozen co-player
     assert ((metrics.coop_vs_learner >= 0) & (metrics.coop_vs_learner <= 1)).all()
     # Rewards per round of the IPD lie in [S, T] = [-1, 2].
     assert ((metrics.reward_vs_tabular >= -1) & (metrics.reward_vs_tabular <= 2)).all()
@@ -179,8 +180,8 @@ def test_batch_is_learners_by_rounds_by_seats(layout):
     for name, value in t._asdict().items():
         assert value.shape[:3] == shape, name
     assert t.obs.shape == (*shape, 5)
-    np.testing.assert_array_equal(r.batch.vs_learner[:, :k], False)
-    np.testing.assert_array_equal(r.batch.vs_learner[:, k:], True)
+    np.testing.assert_array_equal(r.batch.coplayer_kind[:, :k], rollout.TABULAR)
+    np.testing.assert_array_equal(r.batch.coplayer_kind[:, k:], rollout.LEARNER)
 
 
 def test_opponent_id_is_the_tabular_coplayers_and_zero_against_learners(layout):
