@@ -14,7 +14,6 @@ tabular and frozen co-players.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
