@@ -42,7 +42,7 @@ def measure(config, repeats: int = 3) -> dict:
 
 
 def main(argv=None) -> None:
-    config, name, _, _ = cli.parse(argv, description=__doc__.splitlines()[0])
+    config, name, *_ = cli.parse(argv, description=__doc__.splitlines()[0])
     result = measure(config)
     print(json.dumps({"preset": name, **result}, indent=2))
 

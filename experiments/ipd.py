@@ -3,6 +3,9 @@
 python -m experiments.ipd                      # paper scale on an accelerator, else `cpu`
 python -m experiments.ipd --preset tiny        # seconds, end to end
 python -m experiments.ipd --preset cpu --lr 1e-3 --num-seeds 4 --out runs/mine
+python -m experiments.ipd --resume runs/mine   # continue a stopped run from its newest checkpoint
+python -m experiments.ipd --preset step1-tabular --out runs/step1
+python -m experiments.ipd --preset no-tabular --num-learners 1 --frozen-coplayer runs/step1
 """
 
 from __future__ import annotations
@@ -13,13 +16,27 @@ from jaxcoop import cli, runner
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, preset, out, why = cli.parse(argv, description=__doc__.splitlines()[0])
-    print(f"preset {preset!r} ({why}); results in {out}")
-    _, summary = runner.run(config, out, preset=preset)
+    command = cli.parse(argv, description=__doc__.splitlines()[0])
+    logging = dict(tensorboard=command.tensorboard, wandb_project=command.wandb)
+    if command.resume is not None:
+        print(f"resuming {command.resume}")
+        _, summary = runner.resume(command.resume, command.changes, **logging)
+        out = command.resume
+    else:
+        out = command.out
+        print(f"preset {command.preset!r} ({command.why}); results in {out}")
+        _, summary = runner.run(
+            command.config,
+            out,
+            preset=command.preset,
+            init_from=command.init_from,
+            frozen_coplayer=command.frozen_coplayer,
+            **logging,
+        )
     print(runner.summary_table(summary))
     print(
-        f"wall time {summary['train_seconds']:.0f}s training + {summary['compile_seconds']:.0f}s "
-        f"compile; {summary['agent_steps_per_second']:.3g} agent-steps/s; results in {out}"
+        f"wall time {summary['wall_seconds']:.0f}s ({summary['compile_seconds']:.0f}s compile); "
+        f"{summary['agent_steps_per_second']:.3g} agent-steps/s; results in {out}"
     )
 
 

@@ -1,7 +1,9 @@
 """Command-line handling shared by the experiments: preset + field overrides -> ``Config``.
 
-Every ``Config`` field is a flag (``--lr 1e-3``, ``--num-seeds 4``, ``--opponent-id true``).
-Errors (unknown flag, bad value, unknown preset) stop with one message before any compilation.
+Every ``Config`` field is a flag (``--lr 1e-3``, ``--num-seeds 4``, ``--opponent-id true``);
+``--resume``, ``--init-from``, ``--frozen-coplayer``, ``--tensorboard`` and ``--wandb`` say where a
+run comes from and where it logs. Errors (unknown flag, bad value, unknown preset, unusable run
+folder) stop with one message before any compilation.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 
-from jaxcoop.config import PRESETS, Config, field_names, preset
+from jaxcoop.config import PRESETS, RESUMABLE_FIELDS, Config, field_names, preset
+from jaxcoop.loggers import LoggerUnavailable
+from jaxcoop.records import RunFolderError
+from jaxcoop.trained import Source
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
@@ -56,11 +62,50 @@ def parser(description: str) -> argparse.ArgumentParser:
         help=f"one of {sorted(PRESETS)}; default: mixed-pool on an accelerator, cpu otherwise",
     )
     p.add_argument("--out", type=Path, help="results folder (default: a new folder under runs/)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a stopped run from its newest checkpoint (only "
+        + ", ".join(f"--{n.replace('_', '-')}" for n in RESUMABLE_FIELDS)
+        + " may be given with it)",
+    )
+    p.add_argument(
+        "--init-from",
+        action="append",
+        default=[],
+        metavar="RUN_DIR[:LEARNER]",
+        help="start the learners from a run's newest checkpoint (once for all learners or once "
+        "per learner; without :LEARNER learner n starts from the source's learner n)",
+    )
+    p.add_argument(
+        "--frozen-coplayer",
+        metavar="RUN_DIR[:LEARNER]",
+        help="play the learners' non-tabular episodes against this trained agent, held fixed",
+    )
+    p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
     return p
 
 
-def parse(argv: list[str] | None, description: str) -> tuple[Config, str, Path, str]:
-    """Parse a command line into ``(config, preset_name, out_dir, why_this_preset)``."""
+class Command(NamedTuple):
+    """A parsed command line. ``config`` is ``None`` with ``resume`` (the run folder has it);
+    ``changes`` are the field flags given."""
+
+    config: Config | None
+    preset: str | None
+    out: Path | None
+    why: str
+    changes: dict
+    resume: Path | None = None
+    init_from: tuple[Source, ...] = ()
+    frozen_coplayer: Source | None = None
+    tensorboard: bool = False
+    wandb: str | None = None
+
+
+def parse(argv: list[str] | None, description: str) -> Command:
+    """Parse a command line (see ``Command``)."""
     p = parser(description)
     args, rest = p.parse_known_args(argv)
     kinds = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -80,6 +125,26 @@ def parse(argv: list[str] | None, description: str) -> tuple[Config, str, Path, 
             raise UsageError(f"{flag} needs a value")
         changes[name] = _parse_value(name, kinds[name], rest[i + 1])
         i += 2
+    logging = dict(tensorboard=args.tensorboard, wandb=args.wandb)
+    if args.resume is not None:
+        for flag, given in [
+            ("--preset", args.preset),
+            ("--out", args.out),
+            ("--init-from", args.init_from),
+            ("--frozen-coplayer", args.frozen_coplayer),
+        ]:
+            if given:
+                raise UsageError(f"{flag} cannot be used with --resume: the run folder has it")
+        fixed = sorted(set(changes) - set(RESUMABLE_FIELDS))
+        if fixed:
+            raise UsageError(
+                "--resume continues the run as it was started; "
+                + ", ".join(f"--{n.replace('_', '-')}" for n in fixed)
+                + " would change its training program (allowed with --resume: "
+                + ", ".join(f"--{n.replace('_', '-')}" for n in RESUMABLE_FIELDS)
+                + ")"
+            )
+        return Command(None, None, args.resume, "resumed", changes, args.resume, **logging)
     if args.preset is None:
         name, why = default_preset()
     else:
@@ -89,18 +154,38 @@ def parse(argv: list[str] | None, description: str) -> tuple[Config, str, Path, 
     except ValueError as e:
         raise UsageError(str(e)) from None
     out = args.out or Path("runs") / f"{name}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return config, name, out, why
+    return Command(
+        config,
+        name,
+        out,
+        why,
+        changes,
+        init_from=tuple(Source.parse(text) for text in args.init_from),
+        frozen_coplayer=None
+        if args.frozen_coplayer is None
+        else Source.parse(args.frozen_coplayer),
+        **logging,
+    )
 
 
 def main_guard(fn, argv=None) -> int:
-    """Run ``fn(argv)``; print a bad command line (exit status 2), an unusable results folder or
-    a non-finite loss (exit status 1) as one line on stderr instead of a traceback."""
+    """Run ``fn(argv)``; print a bad command line (exit status 2), an unusable results folder,
+    a missing logging package or a non-finite loss (exit status 1) as one line on stderr instead
+    of a traceback. Ctrl-C exits with status 130 after pending checkpoint writes finish."""
     try:
         fn(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileExistsError, PermissionError, FloatingPointError) as e:
+    except (
+        FileExistsError,
+        PermissionError,
+        FloatingPointError,
+        RunFolderError,
+        LoggerUnavailable,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0

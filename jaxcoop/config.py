@@ -53,6 +53,10 @@ class Config:
     chunk_iterations: int = 500  # iterations per compiled chunk; the host logs between chunks
     num_seeds: int = 1
     seed: int = 0
+    # Checkpoints (do not change the training program: may differ on --resume).
+    # iterations between checkpoints (a multiple of chunk_iterations); 0: after every chunk
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3  # newest checkpoints kept; older ones are deleted
 
     def __post_init__(self):
         validate(self)
@@ -89,8 +93,21 @@ class Config:
         return self.num_learners * self.num_episodes * self.horizon
 
 
+#: Fields that may differ when a run is resumed: they do not change the training program.
+RESUMABLE_FIELDS = ("num_iterations", "checkpoint_every", "keep_checkpoints")
+
+
 def field_names() -> list[str]:
     return [f.name for f in fields(Config)]
+
+
+def program_differences(a: Config, b: Config) -> list[str]:
+    """Fields outside ``RESUMABLE_FIELDS`` whose values differ (``"name: a -> b"``)."""
+    return [
+        f"{name}: {getattr(a, name)!r} -> {getattr(b, name)!r}"
+        for name in field_names()
+        if name not in RESUMABLE_FIELDS and getattr(a, name) != getattr(b, name)
+    ]
 
 
 def _require(ok: bool, name: str, value, allowed: str) -> None:
@@ -130,6 +147,13 @@ def validate(c: Config) -> None:
     for name in ("ent_coef", "vf_coef"):
         _require(getattr(c, name) >= 0, name, getattr(c, name), "a number >= 0")
     _require(c.seed >= 0, "seed", c.seed, "an integer >= 0")
+    _require(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints, "an integer >= 1")
+    _require(
+        c.checkpoint_every >= 0 and c.checkpoint_every % c.chunk_iterations == 0,
+        "checkpoint_every",
+        c.checkpoint_every,
+        f"0 (every chunk) or a multiple of chunk_iterations={c.chunk_iterations}",
+    )
     _require(
         c.num_learner_episodes % 2 == 0,
         "num_episodes",

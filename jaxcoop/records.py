@@ -1,19 +1,39 @@
 """The results folder of a run: ``config.json``, ``metrics.csv``, ``training_curves.png``,
-``summary.json``. Metrics are appended chunk by chunk, so a crash keeps what was done; nothing
-already written is ever overwritten.
+``summary.json``, ``evaluation.json``, ``within_episode.png`` (and ``checkpoints/``, written by
+``jaxcoop.checkpoints``). Metrics are appended chunk by chunk, so a crash keeps what was done;
+nothing already written is ever overwritten except ``metrics.csv`` on resume, which is replaced
+atomically by the checkpoint's history (rows after the checkpoint are recomputed identically).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
 import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from jaxcoop.config import Config
 from jaxcoop.train import Metrics
+
+
+class RunFolderError(Exception):
+    """A results folder that cannot be used: missing, partial, corrupted, incompatible with the
+    config, not writable, or full. The message names the path and what is wrong."""
+
+
+def describe(error: BaseException, limit: int = 300) -> str:
+    """``"Type: message"`` of an exception, on one line and at most ``limit`` characters."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 METRIC_NAMES = list(Metrics._fields)
 CSV_COLUMNS = ["iteration", "seed", "learner", *METRIC_NAMES]
@@ -31,6 +51,10 @@ FINAL_FIELDS = (
     "reward_vs_tabular",
     "coop_vs_tabular",
     "tabular_reward",
+    "reward_vs_frozen",
+    "coop_vs_frozen",
+    "frozen_reward",
+    "frozen_coop",
 )
 
 
@@ -52,14 +76,45 @@ def prepare(run_dir: Path) -> Path:
     return run_dir
 
 
-def write_config(run_dir: Path, config: Config, preset: str | None) -> None:
+def write_config(
+    run_dir: Path, config: Config, preset: str | None, warm_start: dict | None = None
+) -> None:
+    """``config.json``: the preset, the resolved config and, if any, where the learners' initial
+    parameters and the frozen co-player came from (``warm_start``)."""
     payload = {"preset": preset, "config": config.to_dict()}
+    if warm_start:
+        payload["warm_start"] = warm_start
     (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def metrics_rows(metrics: Metrics, first_iteration: int) -> list[list]:
-    """CSV rows (long format) from numpy metrics ``[S, I, N]``."""
-    stacked_SxIxNxM = np.stack([np.asarray(x) for x in metrics], axis=-1)
+def read_config(run_dir: Path) -> tuple[Config, dict]:
+    """The ``Config`` of an existing run folder and the whole ``config.json`` record.
+
+    Raises ``RunFolderError`` naming the path when the folder or its config is missing or
+    unreadable."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is not a folder (expected a jaxcoop results folder)")
+    if not path.is_file():
+        raise RunFolderError(f"{run_dir} is not a jaxcoop results folder: it has no {CONFIG_FILE}")
+    try:
+        record = json.loads(path.read_text())
+        fields = record["config"]
+        known = {f.name for f in dataclasses.fields(Config)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"fields {unknown} are unknown to this version of jaxcoop")
+        return Config(**fields), record
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunFolderError(f"{path} is corrupted or not a jaxcoop config: {e}") from e
+
+
+def metrics_rows(metrics: Metrics | dict, first_iteration: int) -> list[list]:
+    """CSV rows (long format) from numpy metrics ``[S, I, N]`` (``Metrics`` or a name -> array
+    dict in ``METRIC_NAMES`` order)."""
+    values = metrics.values() if isinstance(metrics, dict) else metrics
+    stacked_SxIxNxM = np.stack([np.asarray(x) for x in values], axis=-1)
     seeds, iterations, learners, _ = stacked_SxIxNxM.shape
     rows = []
     for i in range(iterations):
@@ -70,17 +125,46 @@ def metrics_rows(metrics: Metrics, first_iteration: int) -> list[list]:
     return rows
 
 
-def append_metrics(run_dir: Path, metrics: Metrics, first_iteration: int) -> None:
+def append_metrics(run_dir: Path, metrics: Metrics | dict, first_iteration: int) -> None:
     """Append one chunk of metrics ``[S, I, N]`` to ``metrics.csv`` (header on first write)."""
     path = Path(run_dir) / METRICS_FILE
     new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(CSV_COLUMNS)
-        writer.writerows(metrics_rows(metrics, first_iteration))
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(CSV_COLUMNS)
+            writer.writerows(metrics_rows(metrics, first_iteration))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise RunFolderError(
+            f"could not append to {path} ({describe(e)}); the rows written before and "
+            f"the checkpoints in {Path(run_dir) / 'checkpoints'} are intact: free space (or fix "
+            f"the folder) and continue with --resume {run_dir}"
+        ) from e
+
+
+def rewrite_metrics(run_dir: Path, history: dict[str, np.ndarray]) -> None:
+    """Replace ``metrics.csv`` by ``history`` ``{name: [S, I, N]}`` (a checkpoint's), atomically:
+    the new file is written next to it and renamed over it."""
+    path = Path(run_dir) / METRICS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(metrics_rows({name: history[name] for name in METRIC_NAMES}, 0))
+    try:
+        with tmp.open("w", newline="") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RunFolderError(
+            f"could not rewrite {path} from the checkpoint ({describe(e)}); "
+            "the existing file is untouched"
+        ) from e
 
 
 def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
@@ -99,10 +183,13 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
 
 
 def final_values(metrics: dict[str, np.ndarray], fraction: float = 0.1) -> dict:
-    """Mean over the last ``fraction`` of iterations, then mean and std over seeds, per learner."""
+    """Mean over the last ``fraction`` of iterations, then mean and std over seeds, per learner
+    (fields that are NaN throughout, e.g. ``*_frozen`` without a frozen co-player, left out)."""
     out = {}
     for name in FINAL_FIELDS:
         x_SxIxN = metrics[name]
+        if np.all(np.isnan(x_SxIxN)):
+            continue
         tail = max(1, int(round(x_SxIxN.shape[1] * fraction)))
         per_seed_SxN = x_SxIxN[:, -tail:].mean(axis=1)
         out[name] = {
@@ -112,8 +199,67 @@ def final_values(metrics: dict[str, np.ndarray], fraction: float = 0.1) -> dict:
     return out
 
 
+def compact_json(value, indent: int = 0) -> str:
+    """JSON with a dict or list on one line when it holds only numbers, strings or lists of
+    them (so ``summary.json`` fits on a screen)."""
+
+    def flat(v) -> bool:
+        inner = v.values() if isinstance(v, dict) else v
+        return all(
+            not isinstance(x, (dict, list)) or (isinstance(x, list) and flat(x)) for x in inner
+        )
+
+    if isinstance(value, (dict, list)) and value and not flat(value):
+        pad = " " * (indent + 2)
+        if isinstance(value, dict):
+            items = [
+                f"{pad}{json.dumps(k)}: {compact_json(v, indent + 2)}" for k, v in value.items()
+            ]
+            return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+        items = [pad + compact_json(v, indent + 2) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+    return json.dumps(value, separators=(", ", ": "), default=float)
+
+
 def write_summary(run_dir: Path, summary: dict) -> None:
-    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    """``summary.json`` (``compact_json``: one screen)."""
+    (Path(run_dir) / SUMMARY_FILE).write_text(compact_json(summary) + "\n")
+
+
+def provenance() -> dict:
+    """Where a result came from: Python, jax / jaxlib / flax / optax / orbax versions, host, and
+    the git commit of jaxcoop's source (``+dirty`` with uncommitted changes; ``None`` outside a
+    git checkout)."""
+    versions = {"python": platform.python_version()}
+    for package in ("jaxcoop", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    source = Path(__file__).resolve().parent.parent
+    commit = None
+    try:
+
+        def git(*args):
+            return subprocess.run(
+                ["git", "-C", str(source), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+
+        commit = git("rev-parse", "HEAD")
+        if git("status", "--porcelain", "--untracked-files=no"):
+            commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "versions": versions,
+        "git_commit": commit,
+        "host": platform.node(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
 
 
 def smooth(x: np.ndarray, window: int) -> np.ndarray:
@@ -137,6 +283,7 @@ def plot(run_dir: Path, metrics: dict[str, np.ndarray], title: str) -> Path:
     series = [
         ("vs_learner", "learner vs learner", "tab:blue"),
         ("vs_tabular", "learner vs tabular", "tab:red"),
+        ("vs_frozen", "learner vs frozen co-player", "tab:green"),
     ]
     for ax, (stem, ylabel) in zip(axes, panels, strict=True):
         for suffix, label, color in series:
@@ -150,6 +297,9 @@ def plot(run_dir: Path, metrics: dict[str, np.ndarray], title: str) -> Path:
         if stem == "reward" and not np.all(np.isnan(metrics["tabular_reward"])):
             pool = smooth(metrics["tabular_reward"].mean(axis=2), window)
             ax.plot(iterations, pool.mean(axis=0), color="gray", ls="--", label="tabular pool")
+        if not np.all(np.isnan(metrics[f"frozen_{stem}"])):
+            frozen = smooth(metrics[f"frozen_{stem}"].mean(axis=2), window)
+            ax.plot(iterations, frozen.mean(axis=0), color="tab:green", ls="--", label="frozen")
         ax.set_xlabel("update")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

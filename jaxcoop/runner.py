@@ -6,19 +6,19 @@ chunk's metrics off the device, checks them, appends them to ``metrics.csv`` and
 
 from __future__ import annotations
 
-import math
-import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import evaluation, records
-from jaxcoop.config import Config
+from jaxcoop import checkpoints, evaluation, loggers, records, trained
+from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
-from jaxcoop.train import Metrics, TrainState, make_agent, make_trainer
+from jaxcoop.records import RunFolderError
+from jaxcoop.train import Metrics, Trainer, TrainState, make_agent, make_trainer
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -47,9 +47,12 @@ def check_finite(metrics: Metrics, first_iteration: int, run_dir: Path) -> None:
         )
 
 
-def progress_line(config: Config, metrics: Metrics, done: int, elapsed: float) -> str:
-    """One line: iterations, speed, ETA, and each learner's reward / cooperation this chunk."""
-    rate = done / max(elapsed, 1e-9)
+def progress_line(
+    config: Config, metrics: Metrics, done: int, elapsed: float, first: int = 0
+) -> str:
+    """One line: iterations, speed, ETA, and each learner's reward / cooperation this chunk
+    (``first``: the iteration this process started at, for the speed)."""
+    rate = (done - first) / max(elapsed, 1e-9)
     eta = (config.num_iterations - done) / max(rate, 1e-9)
     parts = [
         f"[{done}/{config.num_iterations} {100 * done / config.num_iterations:3.0f}%]",
@@ -64,10 +67,13 @@ def progress_line(config: Config, metrics: Metrics, done: int, elapsed: float) -
             return _nanmean(np.asarray(getattr(metrics, name))[..., n])
 
         text = f"L{n}"
-        if config.num_learner_episodes:
+        if not np.all(np.isnan(np.asarray(metrics.coop_vs_learner))):
             text += f" vsL r={m('reward_vs_learner'):+.2f} c={m('coop_vs_learner'):.2f}"
         if config.num_tabular_episodes:
             text += f" vsT r={m('reward_vs_tabular'):+.2f} c={m('coop_vs_tabular'):.2f}"
+        if not np.all(np.isnan(np.asarray(metrics.coop_vs_frozen))):
+            text += f" vsF r={m('reward_vs_frozen'):+.2f} c={m('coop_vs_frozen'):.2f}"
+            text += f" (F r={m('frozen_reward'):+.2f} c={m('frozen_coop'):.2f})"
         per_learner.append(text)
     return " ".join(parts) + " | " + " | ".join(per_learner)
 
@@ -78,38 +84,53 @@ def summary_table(summary: dict) -> str:
     rows = [
         ("vs learner", "reward_vs_learner", "coop_vs_learner"),
         ("vs tabular", "reward_vs_tabular", "coop_vs_tabular"),
+        ("vs frozen", "reward_vs_frozen", "coop_vs_frozen"),
+        ("frozen", "frozen_reward", "frozen_coop"),
     ]
+    rows = [row for row in rows if row[1] in final]
+    learners = len(final[rows[0][1]]["mean"])
     lines = [f"{'learner':<8}{'co-player':<12}{'reward':>16}{'cooperation':>16}"]
-    for n in range(len(final["reward_vs_learner"]["mean"])):
+    for n in range(learners):
         for label, r, c in rows:
             rm, rs = final[r]["mean"][n], final[r]["std"][n]
-            if math.isnan(rm):
-                continue
             cm, cs = final[c]["mean"][n], final[c]["std"][n]
             lines.append(f"{n:<8}{label:<12}{rm:>+9.3f} ± {rs:.3f}{cm:>9.3f} ± {cs:.3f}")
-    pool = final["tabular_reward"]["mean"]
-    if pool and not math.isnan(pool[0]):
+    if "tabular_reward" in final:
+        pool = final["tabular_reward"]["mean"]
         lines.append(f"tabular co-players' own reward per round: {np.mean(pool):+.3f}")
     if "evaluation" in summary:
         played = summary["evaluation"]
         lines.append("cooperation of each trained learner in play against (mean over seeds):")
         lines.append(f"{'learner':<8}" + "".join(f"{name[:18]:>20}" for name in played))
-        for n in range(len(final["reward_vs_learner"]["mean"])):
-            cells = "".join(f"{played[name]['coop']['mean'][n]:>20.3f}" for name in played)
+        for n in range(learners):
+            cells = "".join(f"{played[name]['coop'][n]:>20.3f}" for name in played)
             lines.append(f"{n:<8}{cells}")
     return "\n".join(lines)
 
 
-def compile_seeds(config: Config) -> tuple[TrainState, Callable, float]:
-    """Initial state of all seeds ``[S, ...]``, the ahead-of-time compiled chunk
-    ``chunk(state) -> (state, metrics [S, I, N])`` (state buffers donated), and the seconds
-    both took."""
-    trainer = make_trainer(config)
+def init_seeds(config: Config, trainer: Trainer, warm: trained.WarmStart) -> TrainState:
+    """The initial state of all seeds ``[S, ...]``, with ``warm``'s parameters put in."""
     keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
-    start = time.perf_counter()
     state = jax.jit(jax.vmap(trainer.init))(keys)
-    chunk = jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
-    return state, chunk, time.perf_counter() - start
+    if warm.params is not None:
+        state = state.replace(params=jax.tree.map(jnp.asarray, warm.params))
+    if warm.coplayer_params is not None:
+        state = state.replace(coplayer_params=jax.tree.map(jnp.asarray, warm.coplayer_params))
+    return state
+
+
+def compile_chunk(trainer: Trainer, state: TrainState) -> Callable:
+    """``chunk(state) -> (state, metrics [S, I, N])`` for all seeds, compiled ahead of time
+    (state buffers donated)."""
+    return jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
+
+
+def compile_seeds(config: Config) -> tuple[TrainState, Callable, float]:
+    """Initial state of all seeds ``[S, ...]``, the compiled chunk, and the seconds both took."""
+    start = time.perf_counter()
+    trainer = make_trainer(config)
+    state = init_seeds(config, trainer, trained.WarmStart())
+    return state, compile_chunk(trainer, state), time.perf_counter() - start
 
 
 def run(
@@ -118,67 +139,214 @@ def run(
     preset: str | None = None,
     log: Callable[[str], None] = print,
     evaluation_episodes: int = 256,
+    *,
+    init_from: Sequence[trained.Source] = (),
+    frozen_coplayer: trained.Source | None = None,
+    tensorboard: bool = False,
+    wandb_project: str | None = None,
 ) -> tuple[TrainState, dict]:
-    """Train ``config.num_seeds`` seeds (vmapped), write the results folder, then play every
-    trained learner against the evaluation panel (``evaluation.PANEL``).
+    """Train ``config.num_seeds`` seeds (vmapped) into a new results folder ``run_dir``, with
+    checkpoints, then play every trained learner against the evaluation panel.
+
+    ``init_from`` starts the learners from other runs' parameters, ``frozen_coplayer`` holds a
+    trained agent fixed as their non-tabular co-player (``trained.resolve_warm_start``).
+    Everything that can be checked is checked before the folder is created or anything compiled.
 
     Returns:
       the final (seed-stacked) ``TrainState`` and the summary dict also written to
       ``summary.json``.
     """
+    loggers.check_available(tensorboard, wandb_project)
+    warm = trained.resolve_warm_start(config, init_from, frozen_coplayer)
     run_dir = records.prepare(run_dir)
-    records.write_config(run_dir, config, preset)
-    state, chunk, compile_seconds = compile_seeds(config)
-    log(
-        f"compiled in {compile_seconds:.1f}s on {jax.devices()[0].device_kind} "
-        f"({jax.default_backend()}); {config.agent_steps_per_iteration * config.num_seeds:,} "
-        f"agent-steps per iteration ({config.num_seeds} seed(s) x {config.num_learners} learners "
-        f"x {config.num_episodes} episodes x {config.horizon} rounds)"
-    )
+    records.write_config(run_dir, config, preset, warm.record)
+    start = time.perf_counter()
+    trainer = make_trainer(config, coplayer=warm.coplayer)
+    state = init_seeds(config, trainer, warm)
+    history = _empty_history(config)
+    session = _Session(config, run_dir, preset, trainer, warm.coplayer, log, start)
+    return session.train(state, history, {}, evaluation_episodes, tensorboard, wandb_project)
 
-    train_start = time.perf_counter()
-    num_chunks = config.num_iterations // config.chunk_iterations
-    for c in range(num_chunks):
-        state, metrics = chunk(state)
-        metrics = jax.device_get(metrics)
-        first = c * config.chunk_iterations
-        records.append_metrics(run_dir, metrics, first)
-        check_finite(metrics, first, run_dir)
-        elapsed = time.perf_counter() - train_start
-        log(progress_line(config, metrics, first + config.chunk_iterations, elapsed))
-    train_seconds = time.perf_counter() - train_start
 
-    history = records.read_metrics(run_dir)
-    title = f"{preset or 'custom'}: {config.algo}, {config.backbone}"
-    records.plot(run_dir, history, title)
-    summary = {
-        "preset": preset,
-        "final": records.final_values(history),
-        "final_window": "last 10% of iterations, mean then mean/std over seeds",
-        "iterations": config.num_iterations,
-        "seeds": config.num_seeds,
-        "compile_seconds": compile_seconds,
-        "train_seconds": train_seconds,
-        "iterations_per_second": config.num_iterations / train_seconds,
-        "agent_steps_per_second": config.num_iterations
-        * config.agent_steps_per_iteration
-        * config.num_seeds
-        / train_seconds,
-        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
-        "host": platform.node(),
-        "jax_version": jax.__version__,
-    }
-    records.write_summary(run_dir, summary)  # kept even if the evaluation below fails
+def resume(
+    run_dir: Path,
+    changes: dict | None = None,
+    log: Callable[[str], None] = print,
+    evaluation_episodes: int = 256,
+    *,
+    tensorboard: bool = False,
+    wandb_project: str | None = None,
+) -> tuple[TrainState, dict]:
+    """Continue a run from its newest checkpoint; the result is identical to an uninterrupted run.
 
-    played = evaluation.evaluate_learners(
-        make_agent(config),
-        state.params,
-        make_game(config.game, config.horizon),
-        jax.random.fold_in(jax.random.key(config.seed), 1),
-        num_episodes=evaluation_episodes,
-    )
-    summary["evaluation"] = evaluation.summarize(played)
-    records.write_evaluation(run_dir, summary["evaluation"])
-    records.write_summary(run_dir, summary)
-    records.plot_within_episode(run_dir, played, title)
-    return state, summary
+    ``changes`` may only touch ``config.RESUMABLE_FIELDS`` (e.g. a larger ``num_iterations``);
+    a change to any field that alters the training program is refused, naming the field.
+    ``metrics.csv`` is replaced by the checkpoint's history (rows written after the checkpoint
+    are computed again, identically).
+    """
+    run_dir = Path(run_dir)
+    loggers.check_available(tensorboard, wandb_project)
+    saved, record = records.read_config(run_dir)
+    try:
+        config = saved.replace(**(changes or {}))
+    except ValueError as e:
+        raise RunFolderError(f"--resume {run_dir}: {e}") from None
+    differences = program_differences(saved, config)
+    if differences:
+        raise RunFolderError(
+            f"--resume {run_dir}: these fields change the training program and must stay as the "
+            f"run was started: {'; '.join(differences)} (only {', '.join(RESUMABLE_FIELDS)} may "
+            "change)"
+        )
+    step = checkpoints.latest_step(run_dir)
+    if step > config.num_iterations:
+        raise RunFolderError(
+            f"--resume {run_dir}: the newest checkpoint is at iteration {step}, beyond "
+            f"num_iterations={config.num_iterations}"
+        )
+    frozen = record.get("warm_start", {}).get("frozen_coplayer")
+    coplayer = None if frozen is None else trained.coplayer_agent(frozen)
+    start = time.perf_counter()
+    trainer = make_trainer(config, coplayer=coplayer)
+    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
+    target = jax.eval_shape(jax.vmap(trainer.init), keys)
+    ckpt = checkpoints.restore(run_dir, step, target)
+    history = _empty_history(config)
+    for name, value in ckpt.metrics.items():
+        history[name][:, :step] = value
+    records.rewrite_metrics(run_dir, {k: v[:, :step] for k, v in history.items()})
+    log(f"resuming {run_dir} from its checkpoint at iteration {step} of {config.num_iterations}")
+    state = jax.tree.map(jnp.asarray, ckpt.state)
+    session = _Session(config, run_dir, record.get("preset"), trainer, coplayer, log, start)
+    return session.train(state, history, ckpt.meta, evaluation_episodes, tensorboard, wandb_project)
+
+
+def _empty_history(config: Config) -> dict[str, np.ndarray]:
+    """NaN-filled metrics ``{name: float32 [S, num_iterations, N]}``, filled chunk by chunk."""
+    shape = (config.num_seeds, config.num_iterations, config.num_learners)
+    return {name: np.full(shape, np.nan, np.float32) for name in records.METRIC_NAMES}
+
+
+class _Session:
+    """The host loop of one process working on a run (a new run or a resumed one)."""
+
+    def __init__(self, config, run_dir, preset, trainer, coplayer, log, start):
+        self.config, self.run_dir, self.preset = config, Path(run_dir), preset
+        self.trainer, self.coplayer, self.log, self.start = trainer, coplayer, log, start
+
+    def train(self, state, history, meta, evaluation_episodes, tensorboard, wandb_project):
+        config, run_dir, log = self.config, self.run_dir, self.log
+        first = int(np.asarray(state.iteration).reshape(-1)[0])
+        chunk = compile_chunk(self.trainer, state)
+        compile_seconds = time.perf_counter() - self.start
+        log(
+            f"compiled in {compile_seconds:.1f}s on {jax.devices()[0].device_kind} "
+            f"({jax.default_backend()}); {config.agent_steps_per_iteration * config.num_seeds:,} "
+            f"agent-steps per iteration ({config.num_seeds} seed(s) x {config.num_learners} "
+            f"learners x {config.num_episodes} episodes x {config.horizon} rounds)"
+        )
+        sinks = loggers.open_sinks(
+            run_dir,
+            tensorboard=tensorboard,
+            wandb_project=wandb_project,
+            run_name=run_dir.name,
+            config=config.to_dict(),
+            wandb_id=meta.get("wandb_id"),
+        )
+        wandb_id = next((s.run_id for s in sinks if hasattr(s, "run_id")), meta.get("wandb_id"))
+        every = config.checkpoint_every or config.chunk_iterations
+        previous_seconds = meta.get("train_seconds", 0.0)
+        sessions = meta.get("sessions", 0) + 1
+        writer = checkpoints.Writer(run_dir, config.keep_checkpoints)
+        train_start = time.perf_counter()
+        try:
+            for begin in range(first, config.num_iterations, config.chunk_iterations):
+                state, metrics = chunk(state)
+                metrics = jax.device_get(metrics)._asdict()
+                end = begin + config.chunk_iterations
+                records.append_metrics(run_dir, metrics, begin)
+                for name, value in metrics.items():
+                    history[name][:, begin:end] = value
+                check_finite(Metrics(**metrics), begin, run_dir)
+                for sink in sinks:
+                    sink.log(end, loggers.chunk_scalars(metrics))
+                elapsed = time.perf_counter() - train_start
+                if end % every == 0 or end == config.num_iterations:
+                    writer.save(
+                        end,
+                        state,
+                        {k: v[:, :end] for k, v in history.items()},
+                        {
+                            "iteration": end,
+                            "config": config.to_dict(),
+                            "train_seconds": previous_seconds + elapsed,
+                            "sessions": sessions,
+                            "wandb_id": wandb_id,
+                        },
+                    )
+                done = Metrics(**metrics)
+                log(progress_line(config, done, end, elapsed, first))
+        except KeyboardInterrupt:
+            log(
+                f"interrupted; continue with: python -m experiments.ipd --resume {run_dir} "
+                f"(newest checkpoint kept: {checkpoints.directory(run_dir)})"
+            )
+            raise
+        finally:
+            for sink in sinks:
+                sink.close()
+            writer.close()
+        train_seconds = previous_seconds + time.perf_counter() - train_start
+        return state, self.finish(
+            state, history, compile_seconds, train_seconds, sessions, evaluation_episodes
+        )
+
+    def finish(self, state, history, compile_seconds, train_seconds, sessions, episodes):
+        """Plots, ``summary.json`` and the evaluation by play."""
+        config, run_dir = self.config, self.run_dir
+        history = records.read_metrics(run_dir)
+        title = f"{self.preset or 'custom'}: {config.algo}, {config.backbone}"
+        records.plot(run_dir, history, title)
+        agent_steps = config.num_iterations * config.agent_steps_per_iteration * config.num_seeds
+        _, record = records.read_config(run_dir)
+        summary = {
+            "preset": self.preset,
+            "algo": config.algo,
+            "backbone": config.backbone,
+            "iterations": config.num_iterations,
+            "seeds": config.num_seeds,
+            "learners": config.num_learners,
+            "final": records.final_values(history),
+            "final_window": "last 10% of iterations, mean then mean/std over seeds",
+            "wall_seconds": time.perf_counter() - self.start,
+            "compile_seconds": compile_seconds,
+            "train_seconds": train_seconds,
+            "sessions": sessions,
+            "iterations_per_second": config.num_iterations / train_seconds,
+            "agent_steps_per_second": agent_steps / train_seconds,
+            "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+            **records.provenance(),
+        }
+        if "warm_start" in record:
+            summary["warm_start"] = {
+                kind: [r["run"] for r in rs] if isinstance(rs, list) else rs["run"]
+                for kind, rs in record["warm_start"].items()
+            }
+        records.write_summary(run_dir, summary)  # kept even if the evaluation below fails
+
+        played = evaluation.evaluate_learners(
+            make_agent(config),
+            state.params,
+            make_game(config.game, config.horizon),
+            jax.random.fold_in(jax.random.key(config.seed), 1),
+            num_episodes=episodes,
+        )
+        played_summary = evaluation.summarize(played)
+        records.write_evaluation(run_dir, played_summary)
+        summary["evaluation"] = {  # means over seeds per learner; evaluation.json has the rest
+            name: {field: r[field]["mean"] for field in ("coop", "reward")}
+            for name, r in played_summary.items()
+        }
+        records.write_summary(run_dir, summary)
+        records.plot_within_episode(run_dir, played, title)
+        return summary

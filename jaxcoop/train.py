@@ -68,13 +68,12 @@ class Trainer(NamedTuple):
     chunk: Callable[[TrainState], tuple[TrainState, Metrics]]
 
 
+#: Config fields that fix an agent's architecture (and so its parameters' shapes): ``Agent``'s.
+AGENT_FIELDS = ("backbone", "embed_dim", "hidden_dim", "opponent_id")
+
+
 def make_agent(config: Config) -> Agent:
-    return Agent(
-        backbone=config.backbone,
-        embed_dim=config.embed_dim,
-        hidden_dim=config.hidden_dim,
-        opponent_id=config.opponent_id,
-    )
+    return Agent(**{name: getattr(config, name) for name in AGENT_FIELDS})
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:

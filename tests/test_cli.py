@@ -63,9 +63,7 @@ def test_summary_and_evaluation_cover_every_learner(tiny_run):
     np.testing.assert_allclose(
         np.array(allc["reward"]["mean"]), 2 - np.array(allc["coop"]["mean"]), atol=1e-5
     )
-    assert "cooperation of each trained learner" in runner.summary_table(
-        summary | {"evaluation": played}
-    )
+    assert "cooperation of each trained learner" in runner.summary_table(summary)
 
 
 def test_an_existing_run_folder_is_refused_and_left_untouched(tiny_run):
@@ -96,7 +94,7 @@ def test_bad_command_lines_stop_with_one_message_before_compiling(argv, message,
 
 
 def test_overrides_and_equals_syntax_reach_the_config():
-    config, name, _, why = cli.parse(
+    config, name, _, why, *_ = cli.parse(
         ["--preset", "cpu", "--lr=2e-3", "--num-seeds", "4", "--opponent-id", "true"], "t"
     )
     assert name == "cpu" and why == "chosen with --preset"
@@ -110,7 +108,7 @@ def test_an_unusable_results_folder_is_one_line_with_exit_status_1(tiny_run, cap
 
 
 def test_without_a_preset_the_cpu_preset_is_chosen_on_a_cpu_and_says_why():
-    _, name, out, why = cli.parse([], "t")
+    _, name, out, why, *_ = cli.parse([], "t")
     assert name == "cpu" and "no accelerator" in why
     assert out.parts[0] == "runs"
 

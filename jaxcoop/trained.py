@@ -1,0 +1,291 @@
+"""Trained agents out of run folders: ``load_agent`` for any code, and warm starts of new runs.
+
+A *source* is ``RUN_DIR[:LEARNER]``: a results folder with at least one checkpoint and optionally
+one learner's index in it. ``load_agent`` gives a policy that ``jaxcoop.play`` accepts and that
+answers one round at a time (``TrainedAgent.cooperate_probability``). ``resolve_warm_start``
+turns ``--init-from`` / ``--frozen-coplayer`` sources into parameters for a new run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcoop import checkpoints, environment, strategies
+from jaxcoop.config import Config
+from jaxcoop.environment import C
+from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.records import RunFolderError, read_config
+from jaxcoop.rollout import Policy, agent_policy
+from jaxcoop.train import AGENT_FIELDS, make_agent
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """``RUN_DIR[:LEARNER]``: a run folder and, optionally, one learner in it."""
+
+    run_dir: Path
+    learner: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        head, sep, tail = str(text).rpartition(":")
+        if sep and tail.isdigit():
+            return cls(Path(head), int(tail))
+        return cls(Path(text))
+
+    def __str__(self) -> str:
+        return f"{self.run_dir}" + ("" if self.learner is None else f":{self.learner}")
+
+
+class Loaded(NamedTuple):
+    """A source's config, its parameters ``[S, N, ...]`` (numpy) and the checkpoint's iteration."""
+
+    config: Config
+    params: Any
+    iteration: int
+    checkpoint: Path
+
+
+def load(run_dir: Path, step: int | None = None) -> Loaded:
+    """The parameters of every seed and learner of a run's newest (or ``step``) checkpoint."""
+    config, _ = read_config(run_dir)
+    ckpt = checkpoints.restore(run_dir, step)
+    return Loaded(config, ckpt.params, int(ckpt.meta["iteration"]), ckpt.path)
+
+
+def _check_index(name: str, index: int, size: int, run_dir: Path) -> None:
+    if not 0 <= index < size:
+        raise RunFolderError(f"{name} {index} is not in {run_dir}: it has {name}s 0..{size - 1}")
+
+
+class TrainedAgent:
+    """One learner of one seed of a trained run, as a policy.
+
+    ``initial_state(num_episodes)`` / ``step(state, RoundInput [E])`` make it a policy for
+    ``jaxcoop.play``; ``cooperate_probability(my_moves, their_moves)`` answers one round at a
+    time for external tools.
+
+    Attributes: ``agent`` (module), ``params`` (unstacked), ``config`` (the run's), ``game``,
+    ``run_dir``, ``learner``, ``seed``, ``iteration`` (of the checkpoint).
+    """
+
+    def __init__(self, agent, params, config, run_dir, learner, seed, iteration):
+        self.agent, self.params, self.config = agent, params, config
+        self.run_dir, self.learner, self.seed, self.iteration = run_dir, learner, seed, iteration
+        self.game = environment.make_game(config.game, config.horizon)
+        self.policy: Policy = agent_policy(agent, params)
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainedAgent({self.run_dir}, learner={self.learner}, seed={self.seed}, "
+            f"iteration={self.iteration}, {self.config.backbone} {self.config.hidden_dim})"
+        )
+
+    def initial_state(self, num_episodes: int) -> Any:
+        return self.policy.initial_state(num_episodes)
+
+    def step(self, state: Any, x: RoundInput) -> tuple[Any, jax.Array]:
+        return self.policy.step(state, x)
+
+    @functools.cached_property
+    def _probabilities(self):
+        """Jitted ``f(my [T], their [T]) -> P(C) [T]``: the probability of cooperating in every
+        round of a ``T``-round history, each from the moves before it (teacher forcing)."""
+        payoffs = self.game.payoffs
+
+        def probabilities(my_T, their_T):
+            prev_my = jnp.concatenate([jnp.full((1,), -1, jnp.int32), my_T[:-1]])
+            prev_their = jnp.concatenate([jnp.zeros((1,), jnp.int32), their_T[:-1]])
+            first = jnp.arange(my_T.shape[0]) == 0
+            state = jnp.where(first, environment.START, 1 + 2 * prev_my + prev_their)
+            reward = jnp.where(first, 0.0, payoffs[jnp.maximum(prev_my, 0), prev_their, 0])
+            x = RoundInput(
+                environment.one_hot_states(state)[:, None],
+                prev_my[:, None],
+                reward[:, None],
+            )
+            z = jnp.zeros((1, strategies.OPPONENT_ID_SIZE))
+            logits_Tx1x2, _ = self.agent.apply(self.params, x, z)
+            return jax.nn.softmax(logits_Tx1x2[:, 0])[:, C]
+
+        return jax.jit(probabilities)
+
+    def cooperate_probabilities(self, my_moves, their_moves) -> np.ndarray:
+        """P(C) in every round up to the next one, ``[t + 1]`` for ``t`` moves so far: entry ``k``
+        is the probability of cooperating in round ``k + 1`` given the first ``k`` moves."""
+        my, their = _moves(my_moves, "my_moves"), _moves(their_moves, "their_moves")
+        if len(my) != len(their):
+            raise ValueError(
+                f"my_moves has {len(my)} moves and their_moves {len(their)}; they must be equal"
+            )
+        horizon = self.config.horizon
+        if len(my) >= horizon:
+            raise ValueError(
+                f"{len(my)} moves were played; this agent was trained on {horizon}-round "
+                f"episodes, so it answers for histories of 0..{horizon - 1} moves"
+            )
+        pad = np.zeros(horizon, np.int32)
+        my_T, their_T = pad.copy(), pad.copy()
+        my_T[: len(my)], their_T[: len(their)] = my, their
+        return np.asarray(self._probabilities(my_T, their_T))[: len(my) + 1]
+
+    def cooperate_probability(self, my_moves, their_moves) -> float:
+        """The probability of cooperating next, after the moves so far (sequences of ``"C"`` /
+        ``"D"`` or ``0`` / ``1``, the agent's own first; a string such as ``"CCD"`` works)."""
+        return float(self.cooperate_probabilities(my_moves, their_moves)[-1])
+
+
+def _moves(moves, name: str) -> np.ndarray:
+    """Moves as int32 codes (C = 0, D = 1) from ``"C"``/``"D"`` (any case) or ``0``/``1``."""
+    out = []
+    for i, move in enumerate(moves):
+        if isinstance(move, str) and move.upper() in ("C", "D"):
+            out.append(0 if move.upper() == "C" else 1)
+        elif isinstance(move, (int, np.integer)) and int(move) in (0, 1):
+            out.append(int(move))
+        else:
+            raise ValueError(f"{name}[{i}] = {move!r} is not a move; allowed: 'C', 'D', 0, 1")
+    return np.asarray(out, np.int32)
+
+
+def load_agent(
+    run_dir: str | Path, learner: int = 0, seed: int = 0, step: int | None = None
+) -> TrainedAgent:
+    """Learner ``learner`` of seed ``seed`` from the newest (or ``step``) checkpoint of a run."""
+    run_dir = Path(run_dir)
+    loaded = load(run_dir, step)
+    config = loaded.config
+    _check_index("learner", learner, config.num_learners, run_dir)
+    _check_index("seed", seed, config.num_seeds, run_dir)
+    params = jax.tree.map(lambda x: jnp.asarray(x[seed, learner]), loaded.params)
+    return TrainedAgent(
+        make_agent(config), params, config, run_dir, learner, seed, loaded.iteration
+    )
+
+
+# --- Warm starts. -------------------------------------------------------------------------------
+
+
+class WarmStart(NamedTuple):
+    """What a new run takes from other runs.
+
+    params: the learners' initial parameters ``[S, N, ...]`` (numpy) or ``None``.
+    coplayer: the frozen co-player's module or ``None``; coplayer_params: its ``[S, ...]``.
+    record: what ``config.json`` keeps about both (``{}`` when neither is used).
+    """
+
+    params: Any = None
+    coplayer: Agent | None = None
+    coplayer_params: Any = None
+    record: dict = {}
+
+
+def _seed_index(source: Source, source_seeds: int, seeds: int) -> np.ndarray:
+    """Which source seed each of the run's seeds takes: the same one, or the only one."""
+    if source_seeds == seeds:
+        return np.arange(seeds)
+    if source_seeds == 1:
+        return np.zeros(seeds, int)
+    raise RunFolderError(
+        f"{source.run_dir} has {source_seeds} seeds and this run {seeds}: seeds are matched one "
+        "to one, or a single-seed source is shared; change --num-seeds"
+    )
+
+
+def _agent_record(source: Source, loaded: Loaded, learner: int) -> dict:
+    return {
+        "run": str(source.run_dir),
+        "learner": learner,
+        "iteration": loaded.iteration,
+        "checkpoint": str(loaded.checkpoint),
+        "agent": {name: getattr(loaded.config, name) for name in AGENT_FIELDS},
+        "game": loaded.config.game,
+    }
+
+
+def coplayer_agent(record: dict) -> Agent:
+    """The frozen co-player's module from its ``config.json`` record."""
+    return Agent(**record["agent"])
+
+
+def resolve_warm_start(
+    config: Config, init_from: Sequence[Source] = (), frozen: Source | None = None
+) -> WarmStart:
+    """Load ``--init-from`` and ``--frozen-coplayer`` sources for a run of ``config``.
+
+    ``init_from``: one source for all learners or one per learner; without ``:LEARNER`` learner
+    ``n`` starts from the source's learner ``n`` (or its only one). Seeds match one to one, or a
+    single-seed source is shared by all seeds. Architectures must agree (``AGENT_FIELDS``).
+    ``frozen``: one learner (default 0) held fixed as every learner's non-tabular co-player.
+    Raises ``RunFolderError`` / ``ValueError`` naming what does not fit, before any compilation.
+    """
+    n, seeds = config.num_learners, config.num_seeds
+    if len(init_from) not in (0, 1, n):
+        raise ValueError(
+            f"--init-from was given {len(init_from)} times; give it once (all learners) or "
+            f"once per learner ({n})"
+        )
+    if frozen is not None and config.num_learner_episodes == 0:
+        raise ValueError(
+            "--frozen-coplayer needs episodes to play against it: p_tabular=1.0 leaves none; "
+            "lower --p-tabular"
+        )
+    cache: dict[Path, Loaded] = {}
+
+    def get(source: Source) -> Loaded:
+        if source.run_dir not in cache:
+            cache[source.run_dir] = load(source.run_dir)
+        return cache[source.run_dir]
+
+    records_, per_learner = [], []
+    for i in range(n):
+        if not init_from:
+            break
+        source = init_from[i] if len(init_from) == n else init_from[0]
+        loaded = get(source)
+        for name in AGENT_FIELDS:
+            mine, theirs = getattr(config, name), getattr(loaded.config, name)
+            if mine != theirs:
+                raise RunFolderError(
+                    f"--init-from {source}: its agent has {name}={theirs!r} and this run "
+                    f"{name}={mine!r}; the parameters cannot be used"
+                )
+        if source.learner is not None:
+            learner = source.learner
+        else:
+            learner = i if loaded.config.num_learners > i else 0
+        _check_index("learner", learner, loaded.config.num_learners, source.run_dir)
+        index = _seed_index(source, loaded.config.num_seeds, seeds)
+        per_learner.append(jax.tree.map(lambda x, ix=index, ln=learner: x[ix, ln], loaded.params))
+        if len(init_from) == n or i == 0:
+            records_.append(_agent_record(source, loaded, learner))
+    params = None
+    if per_learner:
+        params = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *per_learner)
+
+    coplayer = coplayer_params = None
+    record: dict = {}
+    if records_:
+        record["init_from"] = records_
+    if frozen is not None:
+        loaded = get(frozen)
+        learner = 0 if frozen.learner is None else frozen.learner
+        _check_index("learner", learner, loaded.config.num_learners, frozen.run_dir)
+        if loaded.config.game != config.game:
+            raise RunFolderError(
+                f"--frozen-coplayer {frozen} was trained on game={loaded.config.game!r}; this run "
+                f"plays game={config.game!r}"
+            )
+        index = _seed_index(frozen, loaded.config.num_seeds, seeds)
+        coplayer_params = jax.tree.map(lambda x: x[index, learner], loaded.params)
+        record["frozen_coplayer"] = _agent_record(frozen, loaded, learner)
+        coplayer = coplayer_agent(record["frozen_coplayer"])
+    return WarmStart(params, coplayer, coplayer_params, record)
