@@ -6,6 +6,7 @@ from jaxcoop.environment import Game, make_game
 from jaxcoop.networks import Agent, RoundInput
 from jaxcoop.rollout import Episodes, Policy, Transition, agent_policy, play, tabular_policy
 from jaxcoop.train import Metrics, TrainState, make_agent, make_train, make_trainer
+from jaxcoop.trained import TrainedAgent, load_agent
 
 __all__ = [
     "PRESETS",
@@ -17,6 +18,7 @@ __all__ = [
     "Policy",
     "RoundInput",
     "TrainState",
+    "TrainedAgent",
     "Transition",
     "agent_policy",
     "environment",
@@ -25,6 +27,7 @@ __all__ = [
     "make_game",
     "make_train",
     "make_trainer",
+    "load_agent",
     "play",
     "preset",
     "strategies",

@@ -104,6 +104,19 @@ class Writer:
             self.manager.close()
 
 
+def _first_mismatch(expected, found) -> str | None:
+    """The first leaf whose shape or dtype differs between two trees (or a structure change)."""
+    paths_e, tree_e = jax.tree_util.tree_flatten_with_path(expected)
+    paths_f, tree_f = jax.tree_util.tree_flatten_with_path(found)
+    if tree_e != tree_f:
+        return f"its structure differs ({len(paths_f)} arrays, expected {len(paths_e)})"
+    for (path, e), (_, f) in zip(paths_e, paths_f, strict=True):
+        if e.shape != f.shape or e.dtype != f.dtype:
+            where = jax.tree_util.keystr(path)
+            return f"{where} is {f.dtype}{list(f.shape)}, expected {e.dtype}{list(e.shape)}"
+    return None
+
+
 def _reader(path: Path) -> ocp.CheckpointManager:
     """A manager that only reads (``create=False``: it makes no folder and saves nothing)."""
     return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False))
@@ -165,6 +178,9 @@ def restore(run_dir: Path, step: int | None = None, target: TrainState | None = 
         manager.close()
     state = metrics = None
     if target is not None:
+        mismatch = _first_mismatch((params, train), (restored.params, restored.train))
+        if mismatch:
+            raise RunFolderError(f"checkpoint {path} does not match this run's config: {mismatch}")
         train = restored.train
         state = TrainState(
             params=restored.params,

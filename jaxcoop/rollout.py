@@ -280,11 +280,16 @@ def play(
 ) -> Episodes:
     """Play ``num_episodes`` episodes of ``policy_a`` (player 0) against ``policy_b`` (player 1).
 
-    A policy is a ``Policy`` or a tabular strategy array ``[5]`` / ``[E, 5]``.
+    A policy is anything with ``initial_state`` and ``step`` as in ``Policy`` (a ``Policy``, a
+    loaded ``TrainedAgent``) or a tabular strategy array ``[5]`` / ``[E, 5]``.
     ``game`` defaults to the paper's 100-round prisoner's dilemma.
     """
     game = environment.make_game() if game is None else game
-    policies = [p if isinstance(p, Policy) else tabular_policy(p) for p in (policy_a, policy_b)]
+
+    def as_policy(p):
+        return p if hasattr(p, "initial_state") and hasattr(p, "step") else tabular_policy(p)
+
+    policies = [as_policy(p) for p in (policy_a, policy_b)]
     env_step = jax.vmap(environment.step, (None, 0, 0))
 
     def round_(carry, key):
