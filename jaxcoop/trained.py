@@ -74,7 +74,8 @@ class TrainedAgent:
     time for external tools.
 
     Attributes: ``agent`` (module), ``params`` (unstacked), ``config`` (the run's), ``game``,
-    ``run_dir``, ``learner``, ``seed``, ``iteration`` (of the checkpoint).
+    ``run_dir``, ``learner``, ``seed``, ``iteration`` (of the checkpoint). An agent trained with
+    the opponent-ID ablation gets an all-zero identity vector, as it did against learners.
     """
 
     def __init__(self, agent, params, config, run_dir, learner, seed, iteration):
