@@ -17,7 +17,7 @@ import pytest
 
 import jaxcoop
 from experiments import ipd
-from jaxcoop import checkpoints, cli, records, runner, trained
+from jaxcoop import checkpoints, cli, loggers, records, runner, trained
 from jaxcoop.config import preset
 from jaxcoop.environment import C
 from jaxcoop.records import RunFolderError
@@ -465,3 +465,23 @@ def test_a_frozen_coplayer_needs_non_tabular_episodes(source_run):
         trained.resolve_warm_start(
             TINY.replace(p_tabular=1.0), frozen=trained.Source(source_run[0])
         )
+
+
+def test_init_from_and_tensorboard_through_the_command_line(tmp_path, source_run):
+    out = tmp_path / "warm"
+    argv = ["--preset", "tiny", "--num-seeds", "2", "--num-iterations", "2"]
+    argv += ["--chunk-iterations", "2", "--init-from", f"{source_run[0]}:1"]
+    ipd.main([*argv, "--tensorboard", "--out", str(out)])
+    record = json.loads((out / records.CONFIG_FILE).read_text())["warm_start"]
+    assert record["init_from"][0]["run"] == str(source_run[0])
+    assert record["init_from"][0]["learner"] == 1 and record["init_from"][0]["iteration"] == 4
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+
+
+def test_a_missing_logging_package_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(loggers, "find_spec", lambda name: None if name == "wandb" else object())
+    out = tmp_path / "wandb-run"
+    err = _main_error(["--preset", "tiny", "--wandb", "proj", "--out", str(out)], capsys)
+    assert "--wandb needs the wandb package" in err
+    assert not out.exists()
