@@ -150,7 +150,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
     else:
         name, why = args.preset, "chosen with --preset"
     try:
-        config = preset(name).replace(**changes)
+        config = preset(name, changes.get("backbone")).replace(**changes)
     except ValueError as e:
         raise UsageError(str(e)) from None
     out = args.out or Path("runs") / f"{name}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -31,9 +31,11 @@ class Config:
     pool: str = "uniform"  # tabular co-players: strategies.POOLS (paper: fresh U(0,1) draws)
     opponent_id: bool = False  # ablation: prepend the co-player's 10-number identity vector
     # Agent.
-    backbone: str = "gru"
+    backbone: str = "gru"  # "gru" (the paper's) or "transformer"
     embed_dim: int = 32
-    hidden_dim: int = 128
+    hidden_dim: int = 128  # GRU state size; transformer width
+    num_layers: int = 2  # transformer only
+    num_heads: int = 4  # transformer only
     # Learning.
     algo: str = "a2c"
     lr: float = 1e-3
@@ -133,6 +135,8 @@ def validate(c: Config) -> None:
         "num_episodes",
         "embed_dim",
         "hidden_dim",
+        "num_layers",
+        "num_heads",
         "ppo_epochs",
         "ppo_minibatches",
         "num_iterations",
@@ -161,6 +165,13 @@ def validate(c: Config) -> None:
         f"a value whose learner share num_episodes * (1 - p_tabular) = "
         f"{c.num_learner_episodes} is even (each learner pairing yields two episodes)",
     )
+    if c.backbone == "transformer":
+        _require(
+            c.hidden_dim % c.num_heads == 0,
+            "num_heads",
+            c.num_heads,
+            f"a divisor of hidden_dim={c.hidden_dim} (the transformer's width)",
+        )
     if c.algo == "ppo":
         _require(
             c.num_episodes % c.ppo_minibatches == 0,
@@ -256,8 +267,28 @@ PRESETS: dict[str, Callable[[], Config]] = {
 }
 
 
-def preset(name: str) -> Config:
-    """The named preset (``PRESETS``)."""
+#: Settings a backbone brings into a preset that does not use it already (applied by
+#: ``preset(name, backbone)``; explicit field overrides still win). Keyed by backbone, then by
+#: preset name (``"*"``: every other preset).
+BACKBONE_DEFAULTS: dict[str, dict[str, dict]] = {
+    "gru": {"*": {}},
+    "transformer": {
+        "*": dict(hidden_dim=64, num_layers=2, num_heads=4),
+        "tiny": dict(hidden_dim=16, num_layers=1, num_heads=2),
+    },
+}
+
+
+def preset(name: str, backbone: str | None = None) -> Config:
+    """The named preset (``PRESETS``), switched to ``backbone`` with its ``BACKBONE_DEFAULTS``."""
     if name not in PRESETS:
         raise ValueError(f"preset {name!r} is unknown; allowed: {sorted(PRESETS)}")
-    return PRESETS[name]()
+    config = PRESETS[name]()
+    if backbone is not None and backbone != config.backbone:
+        if backbone not in BACKBONE_DEFAULTS:
+            raise ValueError(
+                f"config field backbone={backbone!r} is invalid; allowed: {sorted(BACKBONES)}"
+            )
+        defaults = BACKBONE_DEFAULTS[backbone]
+        config = config.replace(backbone=backbone, **defaults.get(name, defaults["*"]))
+    return config

@@ -2,12 +2,13 @@
 
 Everything is time-major: sequences are ``[T, B, ...]``.
 
-A **backbone** is a flax module with three methods (the transformer of a later issue implements
-the same three):
+A **backbone** is a flax module with three methods:
   * ``initial_carry(batch_size) -> carry``: the state before the first token;
   * ``step(carry, x_BxE) -> (carry, y_BxH)``: one token, for rollouts;
   * ``sequence(x_TxBxE) -> y_TxBxH``: a whole sequence from ``initial_carry``, for training.
-``step`` applied T times from ``initial_carry`` equals ``sequence`` on the same tokens.
+``step`` applied T times from ``initial_carry`` equals ``sequence`` on the same tokens. Two exist:
+``GRU`` (the paper's; the carry is the hidden state) and ``Transformer`` (causal self-attention;
+the carry is a preallocated key/value cache, and ``sequence`` is one masked parallel forward).
 
 The agent turns each round into one token: linear embeddings of the first-person observation
 (one-hot, 5), its own previous action (one-hot, 2; zeros in round 0) and previous reward (1; zero
@@ -72,7 +73,126 @@ class GRU(nn.Module):
         return h_TxBxH
 
 
-BACKBONES = {"gru": GRU}
+class TransformerCache(NamedTuple):
+    """The transformer's carry: keys and values of every layer for the whole horizon,
+    float32 ``[layers, B, T_max, heads, head_dim]`` each, and the next position (int32 scalar)."""
+
+    keys: jax.Array
+    values: jax.Array
+    position: jax.Array
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block: ``x + attention(norm(x))``, then ``x + mlp(norm(x))``.
+    The attention itself is done by the caller (parallel or cached), between ``project`` and
+    ``finish``."""
+
+    width: int
+    num_heads: int
+
+    def setup(self):
+        self.norm_attention = nn.LayerNorm(name="norm_attention")
+        self.qkv = nn.Dense(3 * self.width, name="qkv")
+        self.out = nn.Dense(self.width, name="attention_out")
+        self.norm_mlp = nn.LayerNorm(name="norm_mlp")
+        self.mlp_in = nn.Dense(4 * self.width, name="mlp_in")
+        self.mlp_out = nn.Dense(self.width, name="mlp_out")
+
+    def project(self, x_xD: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Queries (pre-scaled), keys, values ``[..., heads, head_dim]`` of tokens ``[..., D]``."""
+        head_dim = self.width // self.num_heads
+        qkv = self.qkv(self.norm_attention(x_xD))
+        q, k, v = jnp.split(qkv.reshape(*x_xD.shape[:-1], 3 * self.num_heads, head_dim), 3, -2)
+        return q / jnp.sqrt(head_dim).astype(q.dtype), k, v
+
+    def finish(self, x_xD: jax.Array, attended_xHxDh: jax.Array) -> jax.Array:
+        x = x_xD + self.out(attended_xHxDh.reshape(x_xD.shape))
+        return x + self.mlp_out(nn.gelu(self.mlp_in(self.norm_mlp(x))))
+
+
+def _masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
+    return jax.nn.softmax(jnp.where(mask, scores, -1e30), axis=-1)
+
+
+class Transformer(nn.Module):
+    """Causal pre-norm transformer over an episode's tokens, with learned positions.
+
+    ``sequence`` runs all ``T`` tokens at once under a causal mask (training); ``step`` runs one
+    token against the key/value cache carried through a rollout: the new key and value are
+    written at the current position with ``lax.dynamic_update_slice`` and the query attends to
+    the positions written so far (shapes fixed to ``max_len``, so it compiles once).
+    """
+
+    width: int
+    num_layers: int
+    num_heads: int
+    max_len: int
+
+    def setup(self):
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
+        self.input_proj = nn.Dense(self.width, name="input")
+        self.position = self.param(
+            "position", nn.initializers.normal(0.02), (self.max_len, self.width), jnp.float32
+        )
+        self.blocks = [
+            Block(self.width, self.num_heads, name=f"block{i}") for i in range(self.num_layers)
+        ]
+        self.norm = nn.LayerNorm(name="norm")
+
+    def initial_carry(self, batch_size: int) -> TransformerCache:
+        shape = (
+            self.num_layers,
+            batch_size,
+            self.max_len,
+            self.num_heads,
+            self.width // self.num_heads,
+        )
+        zeros = jnp.zeros(shape, jnp.float32)
+        return TransformerCache(zeros, zeros, jnp.zeros((), jnp.int32))
+
+    def step(self, carry: TransformerCache, x_BxE: jax.Array) -> tuple[TransformerCache, jax.Array]:
+        pos = carry.position
+        x = self.input_proj(x_BxE) + self.position[pos][None]
+        written = jnp.arange(self.max_len) <= pos  # [T_max]
+        keys, values = [], []
+        for layer, block in enumerate(self.blocks):
+            q_BxHxDh, k, v = block.project(x)
+            k_cache = jax.lax.dynamic_update_slice_in_dim(carry.keys[layer], k[:, None], pos, 1)
+            v_cache = jax.lax.dynamic_update_slice_in_dim(carry.values[layer], v[:, None], pos, 1)
+            scores_BxHxT = jnp.einsum("bhd,bthd->bht", q_BxHxDh, k_cache)
+            weights = _masked_softmax(scores_BxHxT, written)
+            x = block.finish(x, jnp.einsum("bht,bthd->bhd", weights, v_cache))
+            keys.append(k_cache)
+            values.append(v_cache)
+        carry = TransformerCache(jnp.stack(keys), jnp.stack(values), pos + 1)
+        return carry, self.norm(x)
+
+    def sequence(self, x_TxBxE: jax.Array) -> jax.Array:
+        length = x_TxBxE.shape[0]
+        if length > self.max_len:
+            raise ValueError(f"{length} tokens exceed the transformer's {self.max_len} positions")
+        x = self.input_proj(x_TxBxE) + self.position[:length, None]
+        causal_TxT = jnp.tril(jnp.ones((length, length), bool))
+        for block in self.blocks:
+            q, k, v = block.project(x)  # [T, B, H, Dh]
+            scores_BxHxTxT = jnp.einsum("tbhd,sbhd->bhts", q, k)
+            weights = _masked_softmax(scores_BxHxTxT, causal_TxT)
+            x = block.finish(x, jnp.einsum("bhts,sbhd->tbhd", weights, v))
+        return self.norm(x)
+
+
+#: Backbones by name: each builds the ``backbone`` submodule of an ``Agent`` from its fields.
+BACKBONES = {
+    "gru": lambda agent: GRU(hidden_dim=agent.hidden_dim, name="backbone"),
+    "transformer": lambda agent: Transformer(
+        width=agent.hidden_dim,
+        num_layers=agent.num_layers,
+        num_heads=agent.num_heads,
+        max_len=agent.horizon + int(agent.opponent_id),
+        name="backbone",
+    ),
+}
 
 
 class RoundInput(NamedTuple):
@@ -99,17 +219,22 @@ class Agent(nn.Module):
     Attributes:
       backbone: a key of ``BACKBONES``.
       embed_dim: token width (paper: 32).
-      hidden_dim: backbone width (paper: 128).
+      hidden_dim: backbone width (GRU state; transformer model width; paper GRU: 128).
       opponent_id: prepend a token built from the 10-number co-player vector.
+      num_layers, num_heads: transformer depth and attention heads (unused by the GRU).
+      horizon: rounds per episode (the transformer's positions; unused by the GRU).
     """
 
     backbone: str = "gru"
     embed_dim: int = 32
     hidden_dim: int = 128
     opponent_id: bool = False
+    num_layers: int = 2
+    num_heads: int = 4
+    horizon: int = 100
 
     def setup(self):
-        self.core = BACKBONES[self.backbone](hidden_dim=self.hidden_dim, name="backbone")
+        self.core = BACKBONES[self.backbone](self)
         self.embed_obs = nn.Dense(self.embed_dim, name="embed_obs")
         self.embed_action = nn.Dense(self.embed_dim, use_bias=False, name="embed_action")
         self.embed_reward = nn.Dense(self.embed_dim, use_bias=False, name="embed_reward")

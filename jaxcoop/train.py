@@ -68,8 +68,21 @@ class Trainer(NamedTuple):
     chunk: Callable[[TrainState], tuple[TrainState, Metrics]]
 
 
-#: Config fields that fix an agent's architecture (and so its parameters' shapes): ``Agent``'s.
-AGENT_FIELDS = ("backbone", "embed_dim", "hidden_dim", "opponent_id")
+#: Config fields that fix an agent's architecture: ``Agent``'s fields.
+AGENT_FIELDS = (
+    "backbone",
+    "embed_dim",
+    "hidden_dim",
+    "opponent_id",
+    "num_layers",
+    "num_heads",
+    "horizon",
+)
+
+
+def agent_fields(backbone: str) -> tuple[str, ...]:
+    """The ``AGENT_FIELDS`` that matter for ``backbone`` (the GRU ignores depth, heads, horizon)."""
+    return AGENT_FIELDS[:4] if backbone == "gru" else AGENT_FIELDS
 
 
 def make_agent(config: Config) -> Agent:

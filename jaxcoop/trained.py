@@ -24,7 +24,7 @@ from jaxcoop.environment import C
 from jaxcoop.networks import Agent, RoundInput
 from jaxcoop.records import RunFolderError, read_config
 from jaxcoop.rollout import Policy, agent_policy
-from jaxcoop.train import AGENT_FIELDS, make_agent
+from jaxcoop.train import AGENT_FIELDS, agent_fields, make_agent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +252,7 @@ def resolve_warm_start(
             break
         source = init_from[i] if len(init_from) == n else init_from[0]
         loaded = get(source)
-        for name in AGENT_FIELDS:
+        for name in agent_fields(config.backbone):
             mine, theirs = getattr(config, name), getattr(loaded.config, name)
             if mine != theirs:
                 raise RunFolderError(

@@ -1,4 +1,5 @@
-"""The GRU agent: shapes, step-by-step rollout equals the whole-sequence call, causality."""
+"""The agent with both backbones: shapes, the step-by-step rollout (GRU state, transformer
+key/value cache) equals the whole-sequence call with and without jit, causality."""
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +21,36 @@ def _inputs(key):
     return RoundInput(obs, prev_action, prev_reward), jax.random.normal(k_z, (B, Z))
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["plain", "opponent_id"])
+@pytest.fixture(
+    scope="module",
+    params=[("gru", False), ("gru", True), ("transformer", False), ("transformer", True)],
+    ids=["gru", "gru-opponent_id", "transformer", "transformer-opponent_id"],
+)
 def agent_setup(request):
-    agent = Agent(embed_dim=8, hidden_dim=16, opponent_id=request.param)
+    backbone, opponent_id = request.param
+    agent = Agent(
+        backbone=backbone,
+        embed_dim=8,
+        hidden_dim=16,
+        opponent_id=opponent_id,
+        num_layers=2,
+        num_heads=4,
+        horizon=T,
+    )
     x, z = _inputs(jax.random.key(0))
     params = agent.init(jax.random.key(1), x, z)
+    if backbone == "transformer":  # non-trivial positions and norms (init: ~0 and 1)
+        params = jax.tree.map(
+            lambda p, k: p + 0.3 * jax.random.normal(k, p.shape),
+            params,
+            _keys_like(params, jax.random.key(2)),
+        )
     return agent, params, x, z
+
+
+def _keys_like(tree, key):
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
 
 
 def test_whole_sequence_call_gives_logits_TxBx2_and_values_TxB(agent_setup):
@@ -35,17 +60,43 @@ def test_whole_sequence_call_gives_logits_TxBx2_and_values_TxB(agent_setup):
     assert values.shape == (T, B)
 
 
-def test_stepping_from_the_initial_carry_equals_the_whole_sequence_call(agent_setup):
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_stepping_from_the_initial_carry_equals_the_whole_sequence_call(agent_setup, jit):
+    """The rollout path (GRU state / transformer key-value cache, one round at a time) and the
+    training path (one parallel forward over ``[T, B]``) are the same function."""
     agent, params, x, z = agent_setup
-    logits, values = agent.apply(params, x, z)
-    carry = agent.apply(params, z, method=Agent.initial_carry)
+    maybe_jit = jax.jit if jit else (lambda f: f)
+    whole = maybe_jit(lambda p, x, z: agent.apply(p, x, z))
+    initial = maybe_jit(lambda p, z: agent.apply(p, z, method=Agent.initial_carry))
+    step = maybe_jit(lambda p, c, x: agent.apply(p, c, x, method=Agent.step))
+    logits, values = whole(params, x, z)
+    carry = initial(params, z)
     for t in range(T):
-        carry, step_logits, step_values = agent.apply(
-            params, carry, jax.tree.map(lambda a, t=t: a[t], x), method=Agent.step
-        )
+        carry, step_logits, step_values = step(params, carry, jax.tree.map(lambda a, t=t: a[t], x))
         assert step_logits.shape == (B, 2) and step_values.shape == (B,)
-        np.testing.assert_allclose(step_logits, logits[t], atol=1e-5)
-        np.testing.assert_allclose(step_values, values[t], atol=1e-5)
+        np.testing.assert_allclose(step_logits, logits[t], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(step_values, values[t], rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(logits[0] - logits[-1])).max() > 1e-3  # not a constant function
+
+
+def test_the_transformer_cache_is_layers_by_batch_by_horizon_by_heads_by_head_dim():
+    agent = Agent(backbone="transformer", embed_dim=8, hidden_dim=16, num_layers=3, num_heads=2)
+    x, z = _inputs(jax.random.key(0))
+    params = agent.init(jax.random.key(1), x, z)
+    carry = agent.apply(params, z, method=Agent.initial_carry)
+    assert carry.keys.shape == carry.values.shape == (3, B, 100, 2, 8)
+    assert carry.keys.dtype == np.float32 and int(carry.position) == 0
+    carry, _, _ = agent.apply(params, carry, jax.tree.map(lambda a: a[0], x), method=Agent.step)
+    assert int(carry.position) == 1
+    np.testing.assert_array_equal(carry.keys[:, :, 1:], 0.0)  # only position 0 is written
+    assert np.abs(np.asarray(carry.keys[:, :, 0])).max() > 0
+
+
+def test_the_transformer_refuses_episodes_longer_than_its_positions():
+    agent = Agent(backbone="transformer", embed_dim=8, hidden_dim=16, horizon=T - 1)
+    x, z = _inputs(jax.random.key(0))
+    with pytest.raises(ValueError, match=f"{T} tokens exceed the transformer's {T - 1} positions"):
+        agent.init(jax.random.key(1), x, z)
 
 
 def test_output_at_round_t_depends_on_no_later_round_and_no_other_episode(agent_setup):
