@@ -274,6 +274,7 @@ BACKBONE_DEFAULTS: dict[str, dict[str, dict]] = {
     "gru": {"*": {}},
     "transformer": {
         "*": dict(hidden_dim=64, num_layers=2, num_heads=4),
+        "cpu": dict(hidden_dim=32, num_layers=2, num_heads=4),  # 2-core CPU budget
         "tiny": dict(hidden_dim=16, num_layers=1, num_heads=2),
     },
 }
