@@ -3,7 +3,7 @@
 import pytest
 
 import jaxcoop
-from jaxcoop import Config
+from jaxcoop import Config, cli
 
 BAD_VALUES = [
     # (changes, the field the message must name)
@@ -27,6 +27,11 @@ BAD_VALUES = [
     (dict(opponent_id=1), "opponent_id"),
     (dict(num_learners=2.0), "num_learners"),
     (dict(horizon=True), "horizon"),
+    # The transformer splits its width into heads: 4 heads do not divide 30.
+    (dict(backbone="transformer", hidden_dim=30, num_heads=4), "num_heads"),
+    (dict(num_layers=0), "num_layers"),
+    (dict(checkpoint_every=250, chunk_iterations=500), "checkpoint_every"),
+    (dict(keep_checkpoints=0), "keep_checkpoints"),
 ]
 
 
@@ -91,3 +96,27 @@ def test_tiny_derived_sizes():
     # 16 episodes, p_tabular 0.5: 8 tabular, 8 learner episodes = 4 slots.
     assert (config.num_tabular_episodes, config.num_learner_episodes) == (8, 8)
     assert config.num_pair_slots == 4
+
+
+def test_a_backbone_brings_its_preset_defaults_and_flags_still_win():
+    cpu = jaxcoop.preset("cpu", "transformer")
+    assert (cpu.backbone, cpu.hidden_dim, cpu.num_layers, cpu.num_heads) == (
+        "transformer",
+        32,
+        2,
+        4,
+    )
+    paper = jaxcoop.preset("mixed-pool", "transformer")
+    assert (paper.hidden_dim, paper.num_layers, paper.num_heads) == (64, 2, 4)
+    assert jaxcoop.preset("cpu", "gru") == jaxcoop.preset("cpu")
+    config, *_ = cli.parse(
+        ["--preset", "cpu", "--backbone", "transformer", "--hidden-dim", "48"], "t"
+    )
+    assert (config.backbone, config.hidden_dim, config.num_layers) == ("transformer", 48, 2)
+
+
+def test_resumable_fields_are_the_only_ones_program_differences_ignore():
+    base = jaxcoop.preset("tiny")
+    changed = base.replace(num_iterations=12, checkpoint_every=6, keep_checkpoints=1)
+    assert jaxcoop.config.program_differences(base, changed) == []
+    assert jaxcoop.config.program_differences(base, base.replace(lr=0.1)) == ["lr: 0.003 -> 0.1"]
