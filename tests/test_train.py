@@ -270,3 +270,17 @@ def test_the_transformer_trains_with_both_algorithms(algo):
     if algo == "ppo":  # one epoch, one minibatch: the update sees exactly the rollout's policy
         np.testing.assert_allclose(metrics.approx_kl, 0.0, atol=1e-6)
         np.testing.assert_array_equal(metrics.clip_fraction, 0.0)
+
+
+@pytest.mark.parametrize("algo", ["a2c", "ppo"])
+@pytest.mark.parametrize("name", sorted(jaxcoop.PRESETS))
+def test_every_preset_traces_with_the_transformer(name, algo):
+    """Shapes only (traced, not compiled): every preset's program builds with the transformer,
+    at its own scale (paper presets included)."""
+    config = jaxcoop.preset(name, "transformer").replace(algo=algo)
+    config = config.replace(num_iterations=config.chunk_iterations)
+    state, metrics = jax.eval_shape(jaxcoop.make_train(config), jax.random.key(0))
+    assert metrics.loss.shape == (config.num_iterations, config.num_learners)
+    position = state.params["params"]["backbone"]["position"]
+    rows = config.horizon + int(config.opponent_id)
+    assert position.shape == (config.num_learners, rows, config.hidden_dim)
