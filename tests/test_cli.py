@@ -118,3 +118,18 @@ def test_a_non_finite_loss_names_learner_and_iteration_and_keeps_the_metrics(tmp
     with pytest.raises(FloatingPointError, match=r"learner \d \(seed index 0\) at iteration \d"):
         runner.run(config, tmp_path / "nan", log=lambda line: None)
     assert (tmp_path / "nan" / records.METRICS_FILE).stat().st_size > 0
+
+
+def test_compare_plots_runs_side_by_side_and_tabulates_them(tiny_run, tmp_path, capsys):
+    from experiments import compare
+
+    out = tmp_path / "cmp.png"
+    compare.main([str(tiny_run), str(tiny_run), "--labels", "first", "second", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert out.stat().st_size > 0
+    rows = printed.splitlines()
+    assert rows[1].startswith("first") and rows[2].startswith("second")
+    history = records.read_metrics(tiny_run)
+    tail = history["coop_vs_learner"][:, -1:].mean()  # 6 iterations: the last 10% is 1
+    assert f"{tail:.3f}" in rows[1]
+    assert cli.main_guard(compare.main, [str(tiny_run), "--labels", "a", "b"]) == 2
