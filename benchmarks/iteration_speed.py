@@ -32,7 +32,7 @@ def measure(config, repeats: int = 3) -> dict:
     # A learner-vs-learner episode fills two learner seats; a tabular one fills one.
     episodes = config.num_learners * (config.num_tabular_episodes + config.num_pair_slots)
     return {
-        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+        "device": runner.device_name(),
         "compile_seconds": round(compile_seconds, 2),
         "seconds_per_iteration": seconds,
         "iterations_per_second": 1.0 / seconds,

@@ -29,6 +29,11 @@ class UsageError(ValueError):
     """A command line that cannot work; the message says what and what is allowed."""
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of a config field: ``num_seeds`` -> ``--num-seeds``."""
+    return "--" + name.replace("_", "-")
+
+
 def _parse_value(name: str, kind: str, text: str):
     try:
         if kind == "bool":
@@ -38,9 +43,7 @@ def _parse_value(name: str, kind: str, text: str):
         return {"int": int, "float": float, "str": str}[kind](text)
     except ValueError:
         allowed = "true or false" if kind == "bool" else f"a value of type {kind}"
-        raise UsageError(
-            f"--{name.replace('_', '-')} {text!r} is invalid; allowed: {allowed}"
-        ) from None
+        raise UsageError(f"{_flag(name)} {text!r} is invalid; allowed: {allowed}") from None
 
 
 def default_preset() -> tuple[str, str]:
@@ -54,8 +57,7 @@ def default_preset() -> tuple[str, str]:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=description,
-        epilog="Every Config field is also a flag: "
-        + " ".join(f"--{n.replace('_', '-')}" for n in field_names()),
+        epilog="Every Config field is also a flag: " + " ".join(map(_flag, field_names())),
     )
     p.add_argument(
         "--preset",
@@ -67,7 +69,7 @@ def parser(description: str) -> argparse.ArgumentParser:
         type=Path,
         metavar="RUN_DIR",
         help="continue a stopped run from its newest checkpoint (only "
-        + ", ".join(f"--{n.replace('_', '-')}" for n in RESUMABLE_FIELDS)
+        + ", ".join(map(_flag, RESUMABLE_FIELDS))
         + " may be given with it)",
     )
     p.add_argument(
@@ -119,7 +121,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
         if name not in kinds:
             raise UsageError(
                 f"unknown option {flag!r}; allowed: --preset, --out, "
-                + ", ".join(f"--{n.replace('_', '-')}" for n in kinds)
+                + ", ".join(map(_flag, kinds))
             )
         if i + 1 >= len(rest):
             raise UsageError(f"{flag} needs a value")
@@ -139,9 +141,9 @@ def parse(argv: list[str] | None, description: str) -> Command:
         if fixed:
             raise UsageError(
                 "--resume continues the run as it was started; "
-                + ", ".join(f"--{n.replace('_', '-')}" for n in fixed)
+                + ", ".join(map(_flag, fixed))
                 + " would change its training program (allowed with --resume: "
-                + ", ".join(f"--{n.replace('_', '-')}" for n in RESUMABLE_FIELDS)
+                + ", ".join(map(_flag, RESUMABLE_FIELDS))
                 + ")"
             )
         return Command(None, None, args.resume, "resumed", changes, args.resume, **logging)

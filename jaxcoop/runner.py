@@ -164,7 +164,7 @@ def run(
     trainer = make_trainer(config, coplayer=warm.coplayer)
     state = init_seeds(config, trainer, warm)
     history = _empty_history(config)
-    session = _Session(config, run_dir, preset, trainer, warm.coplayer, log, start)
+    session = _Session(config, run_dir, preset, trainer, warm.record, log, start)
     return session.train(state, history, {}, evaluation_episodes, tensorboard, wandb_project)
 
 
@@ -214,11 +214,17 @@ def resume(
     history = _empty_history(config)
     for name, value in ckpt.metrics.items():
         history[name][:, :step] = value
-    records.rewrite_metrics(run_dir, {k: v[:, :step] for k, v in history.items()})
+    records.rewrite_metrics(run_dir, ckpt.metrics)
     log(f"resuming {run_dir} from its checkpoint at iteration {step} of {config.num_iterations}")
     state = jax.tree.map(jnp.asarray, ckpt.state)
-    session = _Session(config, run_dir, record.get("preset"), trainer, coplayer, log, start)
+    warm_record = record.get("warm_start", {})
+    session = _Session(config, run_dir, record.get("preset"), trainer, warm_record, log, start)
     return session.train(state, history, ckpt.meta, evaluation_episodes, tensorboard, wandb_project)
+
+
+def device_name() -> str:
+    """The device training runs on, e.g. ``"cpu (cpu)"``."""
+    return f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
 
 
 def _empty_history(config: Config) -> dict[str, np.ndarray]:
@@ -230,9 +236,9 @@ def _empty_history(config: Config) -> dict[str, np.ndarray]:
 class _Session:
     """The host loop of one process working on a run (a new run or a resumed one)."""
 
-    def __init__(self, config, run_dir, preset, trainer, coplayer, log, start):
+    def __init__(self, config, run_dir, preset, trainer, warm_record, log, start):
         self.config, self.run_dir, self.preset = config, Path(run_dir), preset
-        self.trainer, self.coplayer, self.log, self.start = trainer, coplayer, log, start
+        self.trainer, self.warm_record, self.log, self.start = trainer, warm_record, log, start
 
     def train(self, state, history, meta, evaluation_episodes, tensorboard, wandb_project):
         config, run_dir, log = self.config, self.run_dir, self.log
@@ -240,8 +246,8 @@ class _Session:
         chunk = compile_chunk(self.trainer, state)
         compile_seconds = time.perf_counter() - self.start
         log(
-            f"compiled in {compile_seconds:.1f}s on {jax.devices()[0].device_kind} "
-            f"({jax.default_backend()}); {config.agent_steps_per_iteration * config.num_seeds:,} "
+            f"compiled in {compile_seconds:.1f}s on {device_name()}; "
+            f"{config.agent_steps_per_iteration * config.num_seeds:,} "
             f"agent-steps per iteration ({config.num_seeds} seed(s) x {config.num_learners} "
             f"learners x {config.num_episodes} episodes x {config.horizon} rounds)"
         )
@@ -262,12 +268,13 @@ class _Session:
         try:
             for begin in range(first, config.num_iterations, config.chunk_iterations):
                 state, metrics = chunk(state)
-                metrics = jax.device_get(metrics)._asdict()
+                done = jax.device_get(metrics)
+                metrics = done._asdict()
                 end = begin + config.chunk_iterations
                 records.append_metrics(run_dir, metrics, begin)
                 for name, value in metrics.items():
                     history[name][:, begin:end] = value
-                check_finite(Metrics(**metrics), begin, run_dir)
+                check_finite(done, begin, run_dir)
                 for sink in sinks:
                     sink.log(end, loggers.chunk_scalars(metrics))
                 elapsed = time.perf_counter() - train_start
@@ -284,7 +291,6 @@ class _Session:
                             "wandb_id": wandb_id,
                         },
                     )
-                done = Metrics(**metrics)
                 log(progress_line(config, done, end, elapsed, first))
         except KeyboardInterrupt:
             log(
@@ -298,17 +304,17 @@ class _Session:
             writer.close()
         train_seconds = previous_seconds + time.perf_counter() - train_start
         return state, self.finish(
-            state, history, compile_seconds, train_seconds, sessions, evaluation_episodes
+            state, compile_seconds, train_seconds, sessions, evaluation_episodes
         )
 
-    def finish(self, state, history, compile_seconds, train_seconds, sessions, episodes):
-        """Plots, ``summary.json`` and the evaluation by play."""
+    def finish(self, state, compile_seconds, train_seconds, sessions, episodes):
+        """Plots, ``summary.json`` and the evaluation by play (final values from
+        ``metrics.csv``, as every reader of the folder sees them)."""
         config, run_dir = self.config, self.run_dir
         history = records.read_metrics(run_dir)
         title = f"{self.preset or 'custom'}: {config.algo}, {config.backbone}"
         records.plot(run_dir, history, title)
         agent_steps = config.num_iterations * config.agent_steps_per_iteration * config.num_seeds
-        _, record = records.read_config(run_dir)
         summary = {
             "preset": self.preset,
             "algo": config.algo,
@@ -324,13 +330,13 @@ class _Session:
             "sessions": sessions,
             "iterations_per_second": config.num_iterations / train_seconds,
             "agent_steps_per_second": agent_steps / train_seconds,
-            "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+            "device": device_name(),
             **records.provenance(),
         }
-        if "warm_start" in record:
+        if self.warm_record:
             summary["warm_start"] = {
                 kind: [r["run"] for r in rs] if isinstance(rs, list) else rs["run"]
-                for kind, rs in record["warm_start"].items()
+                for kind, rs in self.warm_record.items()
             }
         records.write_summary(run_dir, summary)  # kept even if the evaluation below fails
 

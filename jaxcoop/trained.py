@@ -106,7 +106,8 @@ class TrainedAgent:
             prev_my = jnp.concatenate([jnp.full((1,), -1, jnp.int32), my_T[:-1]])
             prev_their = jnp.concatenate([jnp.zeros((1,), jnp.int32), their_T[:-1]])
             first = jnp.arange(my_T.shape[0]) == 0
-            state = jnp.where(first, environment.START, 1 + 2 * prev_my + prev_their)
+            seen = environment.first_person_states(jnp.stack([prev_my, prev_their], -1))[:, 0]
+            state = jnp.where(first, environment.START, seen)
             reward = jnp.where(first, 0.0, payoffs[jnp.maximum(prev_my, 0), prev_their, 0])
             x = RoundInput(
                 environment.one_hot_states(state)[:, None],
