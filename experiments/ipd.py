@@ -6,25 +6,29 @@ python -m experiments.ipd --preset cpu --lr 1e-3 --num-seeds 4 --out runs/mine
 python -m experiments.ipd --resume runs/mine   # continue a stopped run from its newest checkpoint
 python -m experiments.ipd --preset step1-tabular --out runs/step1
 python -m experiments.ipd --preset no-tabular --num-learners 1 --frozen-coplayer runs/step1
+python -m experiments.ipd --distributed        # on every host of a TPU slice (README)
 """
 
 from __future__ import annotations
 
 import sys
 
-from jaxcoop import cli, runner
+from jaxcoop import cli, runner, sharding
 
 
 def main(argv: list[str] | None = None) -> None:
     command = cli.parse(argv, description=__doc__.splitlines()[0])
-    logging = dict(tensorboard=command.tensorboard, wandb_project=command.wandb)
+    logging = dict(
+        tensorboard=command.tensorboard, wandb_project=command.wandb, devices=command.devices
+    )
+    say = print if sharding.is_primary() else lambda *_: None
     if command.resume is not None:
-        print(f"resuming {command.resume}")
+        say(f"resuming {command.resume}")
         _, summary = runner.resume(command.resume, command.changes, **logging)
         out = command.resume
     else:
         out = command.out
-        print(f"preset {command.preset!r} ({command.why}); results in {out}")
+        say(f"preset {command.preset!r} ({command.why}); results in {out}")
         _, summary = runner.run(
             command.config,
             out,
@@ -33,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
             frozen_coplayer=command.frozen_coplayer,
             **logging,
         )
+    if not summary:  # not process 0 of a multi-host run: process 0 reports
+        return
     print(runner.summary_table(summary))
     print(
         f"wall time {summary['wall_seconds']:.0f}s ({summary['compile_seconds']:.0f}s compile); "

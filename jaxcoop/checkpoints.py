@@ -85,7 +85,7 @@ class Writer:
         state = jax.device_get(state)
         args = ocp.args.Composite(
             params=ocp.args.StandardSave(state.params),
-            train=ocp.args.StandardSave(_train_tree(state)),
+            train=ocp.args.StandardSave(jax.device_get(_train_tree(state))),
             history=ocp.args.StandardSave({k: np.asarray(v) for k, v in metrics.items()}),
             meta=ocp.args.JsonSave(meta),
         )

@@ -2,8 +2,9 @@
 
 Every ``Config`` field is a flag (``--lr 1e-3``, ``--num-seeds 4``, ``--opponent-id true``);
 ``--resume``, ``--init-from``, ``--frozen-coplayer``, ``--tensorboard`` and ``--wandb`` say where a
-run comes from and where it logs. Errors (unknown flag, bad value, unknown preset, unusable run
-folder) stop with one message before any compilation.
+run comes from and where it logs; ``--devices`` and ``--distributed`` say where it runs. Errors
+(unknown flag, bad value, unknown preset, unusable run folder) stop with one message before any
+compilation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 
+from jaxcoop import sharding
 from jaxcoop.config import PRESETS, RESUMABLE_FIELDS, Config, field_names, preset
 from jaxcoop.loggers import LoggerUnavailable
 from jaxcoop.records import RunFolderError
@@ -87,7 +89,52 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
+    hosts = p.add_argument_group(
+        "devices and hosts",
+        "a run uses every device it sees (seeds, then each learner's episodes, split over them; "
+        "the numbers do not depend on the device count up to float32 rounding)",
+    )
+    hosts.add_argument(
+        "--devices", type=int, metavar="N", help="use only the first N devices (default: all)"
+    )
+    hosts.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-host run with jax.distributed.initialize() (detected on Cloud TPU, "
+        "Slurm and Open MPI; elsewhere also give the three flags below)",
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     return p
+
+
+def _join_hosts(args) -> None:
+    """``jax.distributed.initialize`` as the flags say (before anything touches a device)."""
+    explicit = [args.coordinator, args.num_processes, args.process_id]
+    if not args.distributed and all(x is None for x in explicit):
+        return
+    if any(x is None for x in explicit) and any(x is not None for x in explicit):
+        raise UsageError(
+            "--coordinator, --num-processes and --process-id go together (or give only "
+            "--distributed where the cluster is detected)"
+        )
+    if args.num_processes is not None and not 0 <= args.process_id < args.num_processes < 2**16:
+        raise UsageError(
+            f"--process-id {args.process_id} with --num-processes {args.num_processes}; "
+            "allowed: 0 <= process id < number of processes"
+        )
+    sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+
+
+def _devices(count: int | None) -> list | None:
+    """The first ``count`` devices (``None``: all), checked against what this run can see."""
+    if count is None:
+        return None
+    available = jax.device_count()
+    if not 1 <= count <= available:
+        raise UsageError(f"--devices {count}; allowed: 1 to {available} (the devices JAX sees)")
+    return jax.devices()[:count]
 
 
 class Command(NamedTuple):
@@ -104,12 +151,15 @@ class Command(NamedTuple):
     frozen_coplayer: Source | None = None
     tensorboard: bool = False
     wandb: str | None = None
+    devices: list | None = None
 
 
 def parse(argv: list[str] | None, description: str) -> Command:
-    """Parse a command line (see ``Command``)."""
+    """Parse a command line (see ``Command``); with ``--distributed`` (or ``--coordinator`` ...)
+    this process joins the multi-host run first."""
     p = parser(description)
     args, rest = p.parse_known_args(argv)
+    _join_hosts(args)
     kinds = {f.name: f.type for f in dataclasses.fields(Config)}
     changes, i = {}, 0
     while i < len(rest):
@@ -127,7 +177,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
             raise UsageError(f"{flag} needs a value")
         changes[name] = _parse_value(name, kinds[name], rest[i + 1])
         i += 2
-    logging = dict(tensorboard=args.tensorboard, wandb=args.wandb)
+    logging = dict(tensorboard=args.tensorboard, wandb=args.wandb, devices=_devices(args.devices))
     if args.resume is not None:
         for flag, given in [
             ("--preset", args.preset),

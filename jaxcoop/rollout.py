@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jaxcoop import environment, strategies
 from jaxcoop.environment import Game
 from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.sharding import Sharder, no_sharding
 
 
 def sample_action(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -102,6 +103,7 @@ def collect(
     succ_NxS: jax.Array,
     pred_NxS: jax.Array,
     frozen: FrozenCoplayer | None = None,
+    shard: Sharder = no_sharding,
 ) -> Batch:
     """Roll out one update's episodes for all learners at once.
 
@@ -111,17 +113,19 @@ def collect(
       coplayers_NxKx5: tabular co-player of each learner's tabular episodes.
       succ_NxS, pred_NxS: learner rings from ``sample_pairing`` (``S`` may be 0).
       frozen: an optional frozen co-player; each learner plays ``frozen.num_episodes`` against it.
+      shard: splits the episode (seat) axis over devices (``sharding.episode_sharder``).
 
     Returns:
       ``Batch`` with a leading learner axis: transitions ``[N, T, B]``, ``B = K + F + 2S``.
     """
     num_learners, num_tabular = coplayers_NxKx5.shape[:2]
+    coplayers_NxKx5 = shard(coplayers_NxKx5, 1)
     num_frozen = 0 if frozen is None else frozen.num_episodes
     num_slots = succ_NxS.shape[1]
     sizes = (num_tabular, num_frozen, num_slots, num_slots)  # tabular, frozen, row, column seats
     seats = sum(sizes)
     z_others = jnp.zeros((num_learners, seats - num_tabular, strategies.OPPONENT_ID_SIZE))
-    z_NxBxZ = jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_others], axis=1)
+    z_NxBxZ = shard(jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_others], axis=1), 1)
     kinds = (TABULAR, FROZEN, LEARNER, LEARNER)
     coplayer_kind = jnp.concatenate(
         [jnp.full((n,), kind, jnp.int32) for n, kind in zip(sizes, kinds, strict=True)]
@@ -144,10 +148,9 @@ def collect(
     def round_(carry, key):
         agent_carry, envs, obs, co_view, prev_action, prev_reward = carry
         key_agent, key_tab = jax.random.split(key)
-        agent_carry, logits, value = act(
-            params, agent_carry, RoundInput(obs, prev_action, prev_reward)
-        )
-        action, log_prob = sample_action(key_agent, logits)
+        x = RoundInput(*(shard(v, 1) for v in (obs, prev_action, prev_reward)))
+        agent_carry, logits, value = act(params, agent_carry, x)
+        action, log_prob = sample_action(key_agent, shard(logits, 1))
         a_tab, a_frz, a_row, a_col = jnp.split(action, bounds, axis=1)
 
         # The co-players' moves: tabular strategies, the frozen agent, the partner learners.
@@ -221,7 +224,7 @@ def collect(
         jnp.zeros((num_learners, seats), jnp.float32),
     )
     _, transitions_TxNxB = jax.lax.scan(round_, init, jax.random.split(key, game.horizon))
-    transitions = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), transitions_TxNxB)
+    transitions = jax.tree.map(lambda x: shard(jnp.moveaxis(x, 0, 1), 2), transitions_TxNxB)
     kind_NxB = jnp.broadcast_to(coplayer_kind, (num_learners, seats))
     return Batch(transitions, z_NxBxZ, kind_NxB)
 

@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from jaxcoop import checkpoints, evaluation, loggers, records, trained
+from jaxcoop import checkpoints, evaluation, loggers, records, sharding, trained
 from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
+from jaxcoop.networks import Agent
 from jaxcoop.records import RunFolderError
 from jaxcoop.train import Metrics, Trainer, TrainState, make_agent, make_trainer
 
@@ -108,29 +109,59 @@ def summary_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def init_seeds(config: Config, trainer: Trainer, warm: trained.WarmStart) -> TrainState:
-    """The initial state of all seeds ``[S, ...]``, with ``warm``'s parameters put in."""
-    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
-    state = jax.jit(jax.vmap(trainer.init))(keys)
+def init_seeds(
+    config: Config, trainer: Trainer, warm: trained.WarmStart, mesh: Mesh | None = None
+) -> TrainState:
+    """The initial state of all seeds ``[S, ...]`` laid out on ``mesh`` (default: over every
+    device, ``sharding.make_mesh``), with ``warm``'s parameters put in."""
+    mesh = sharding.make_mesh(config.num_seeds) if mesh is None else mesh
+
+    def init():
+        return jax.vmap(trainer.init)(
+            jax.random.split(jax.random.key(config.seed), config.num_seeds)
+        )
+
+    seeds = sharding.seed_sharding(mesh)
+    state = jax.jit(init, out_shardings=seeds)()
     if warm.params is not None:
-        state = state.replace(params=jax.tree.map(jnp.asarray, warm.params))
+        state = state.replace(params=sharding.put(warm.params, seeds))
     if warm.coplayer_params is not None:
-        state = state.replace(coplayer_params=jax.tree.map(jnp.asarray, warm.coplayer_params))
+        state = state.replace(coplayer_params=sharding.put(warm.coplayer_params, seeds))
     return state
 
 
-def compile_chunk(trainer: Trainer, state: TrainState) -> Callable:
-    """``chunk(state) -> (state, metrics [S, I, N])`` for all seeds, compiled ahead of time
-    (state buffers donated)."""
-    return jax.jit(jax.vmap(trainer.chunk), donate_argnums=0).lower(state).compile()
+def compile_chunk(trainer: Trainer, state: TrainState, mesh: Mesh) -> Callable:
+    """``chunk(state) -> (state, metrics [S, I, N])`` for all seeds, compiled ahead of time for
+    ``mesh`` (seeds over its ``"seed"`` axis, state buffers donated, metrics on every device)."""
+    seeds = sharding.seed_sharding(mesh)
+    chunk = jax.vmap(trainer.chunk, spmd_axis_name=sharding.SEED)
+    out = (seeds, sharding.replicated(mesh))
+    return (
+        jax.jit(chunk, in_shardings=(seeds,), out_shardings=out, donate_argnums=0)
+        .lower(state)
+        .compile()
+    )
 
 
-def compile_seeds(config: Config) -> tuple[TrainState, Callable, float]:
-    """Initial state of all seeds ``[S, ...]``, the compiled chunk, and the seconds both took."""
+def make_mesh_trainer(
+    config: Config,
+    devices: Sequence[jax.Device] | None = None,
+    coplayer: Agent | None = None,
+) -> tuple[Mesh, Trainer]:
+    """The mesh over ``devices`` (default: all) and the trainer whose episodes it splits."""
+    mesh = sharding.make_mesh(config.num_seeds, devices)
+    return mesh, make_trainer(config, coplayer, sharding.episode_sharder(mesh))
+
+
+def compile_seeds(
+    config: Config, devices: Sequence[jax.Device] | None = None
+) -> tuple[TrainState, Callable, float]:
+    """Initial state of all seeds ``[S, ...]``, the compiled chunk, and the seconds both took
+    (on ``devices``, default all)."""
     start = time.perf_counter()
-    trainer = make_trainer(config)
-    state = init_seeds(config, trainer, trained.WarmStart())
-    return state, compile_chunk(trainer, state), time.perf_counter() - start
+    mesh, trainer = make_mesh_trainer(config, devices)
+    state = init_seeds(config, trainer, trained.WarmStart(), mesh)
+    return state, compile_chunk(trainer, state, mesh), time.perf_counter() - start
 
 
 def run(
@@ -144,12 +175,15 @@ def run(
     frozen_coplayer: trained.Source | None = None,
     tensorboard: bool = False,
     wandb_project: str | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> tuple[TrainState, dict]:
     """Train ``config.num_seeds`` seeds (vmapped) into a new results folder ``run_dir``, with
     checkpoints, then play every trained learner against the evaluation panel.
 
     ``init_from`` starts the learners from other runs' parameters, ``frozen_coplayer`` holds a
     trained agent fixed as their non-tabular co-player (``trained.resolve_warm_start``).
+    ``devices`` (default: every device of every process) share the work (``sharding``); only
+    process 0 writes the run's records.
     Everything that can be checked is checked before the folder is created or anything compiled.
 
     Returns:
@@ -158,13 +192,14 @@ def run(
     """
     loggers.check_available(tensorboard, wandb_project)
     warm = trained.resolve_warm_start(config, init_from, frozen_coplayer)
-    run_dir = records.prepare(run_dir)
-    records.write_config(run_dir, config, preset, warm.record)
+    if sharding.is_primary():
+        run_dir = records.prepare(run_dir)
+        records.write_config(run_dir, config, preset, warm.record)
     start = time.perf_counter()
-    trainer = make_trainer(config, coplayer=warm.coplayer)
-    state = init_seeds(config, trainer, warm)
+    mesh, trainer = make_mesh_trainer(config, devices, warm.coplayer)
+    state = init_seeds(config, trainer, warm, mesh)
     history = _empty_history(config)
-    session = _Session(config, run_dir, preset, trainer, warm.record, log, start)
+    session = _Session(config, run_dir, preset, trainer, mesh, warm.record, log, start)
     return session.train(state, history, {}, evaluation_episodes, tensorboard, wandb_project)
 
 
@@ -176,8 +211,10 @@ def resume(
     *,
     tensorboard: bool = False,
     wandb_project: str | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> tuple[TrainState, dict]:
-    """Continue a run from its newest checkpoint; the result is identical to an uninterrupted run.
+    """Continue a run from its newest checkpoint; the result is identical to an uninterrupted run
+    (on the same number of devices; on another, equal up to the order of floating-point sums).
 
     ``changes`` may only touch ``config.RESUMABLE_FIELDS`` (e.g. a larger ``num_iterations``);
     a change to any field that alters the training program is refused, naming the field.
@@ -185,6 +222,7 @@ def resume(
     are computed again, identically).
     """
     run_dir = Path(run_dir)
+    log = log if sharding.is_primary() else lambda line: None
     loggers.check_available(tensorboard, wandb_project)
     saved, record = records.read_config(run_dir)
     try:
@@ -207,24 +245,32 @@ def resume(
     frozen = record.get("warm_start", {}).get("frozen_coplayer")
     coplayer = None if frozen is None else trained.coplayer_agent(frozen)
     start = time.perf_counter()
-    trainer = make_trainer(config, coplayer=coplayer)
+    mesh, trainer = make_mesh_trainer(config, devices, coplayer)
     keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
     target = jax.eval_shape(jax.vmap(trainer.init), keys)
     ckpt = checkpoints.restore(run_dir, step, target)
     history = _empty_history(config)
     for name, value in ckpt.metrics.items():
         history[name][:, :step] = value
-    records.rewrite_metrics(run_dir, ckpt.metrics)
+    if sharding.is_primary():
+        records.rewrite_metrics(run_dir, ckpt.metrics)
     log(f"resuming {run_dir} from its checkpoint at iteration {step} of {config.num_iterations}")
-    state = jax.tree.map(jnp.asarray, ckpt.state)
+    state = sharding.put(ckpt.state, sharding.seed_sharding(mesh))
     warm_record = record.get("warm_start", {})
-    session = _Session(config, run_dir, record.get("preset"), trainer, warm_record, log, start)
+    session = _Session(
+        config, run_dir, record.get("preset"), trainer, mesh, warm_record, log, start
+    )
     return session.train(state, history, ckpt.meta, evaluation_episodes, tensorboard, wandb_project)
 
 
-def device_name() -> str:
-    """The device training runs on, e.g. ``"cpu (cpu)"``."""
-    return f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
+def device_name(mesh: Mesh | None = None) -> str:
+    """The devices training runs on, e.g. ``"cpu (cpu)"`` or ``"8 x TPU v4 (tpu, 2 processes)"``
+    (``mesh``'s, default one device)."""
+    devices = [jax.devices()[0]] if mesh is None else list(mesh.devices.flat)
+    name = f"{devices[0].device_kind} ({jax.default_backend()}"
+    processes = len({d.process_index for d in devices})
+    name += f", {processes} processes)" if processes > 1 else ")"
+    return name if len(devices) == 1 else f"{len(devices)} x {name}"
 
 
 def _empty_history(config: Config) -> dict[str, np.ndarray]:
@@ -236,25 +282,27 @@ def _empty_history(config: Config) -> dict[str, np.ndarray]:
 class _Session:
     """The host loop of one process working on a run (a new run or a resumed one)."""
 
-    def __init__(self, config, run_dir, preset, trainer, warm_record, log, start):
+    def __init__(self, config, run_dir, preset, trainer, mesh, warm_record, log, start):
         self.config, self.run_dir, self.preset = config, Path(run_dir), preset
-        self.trainer, self.warm_record, self.log, self.start = trainer, warm_record, log, start
+        self.trainer, self.mesh, self.warm_record, self.start = trainer, mesh, warm_record, start
+        self.primary = sharding.is_primary()
+        self.log = log if self.primary else lambda line: None
 
     def train(self, state, history, meta, evaluation_episodes, tensorboard, wandb_project):
         config, run_dir, log = self.config, self.run_dir, self.log
-        first = int(np.asarray(state.iteration).reshape(-1)[0])
-        chunk = compile_chunk(self.trainer, state)
+        first = int(sharding.to_host(state.iteration, self.mesh).reshape(-1)[0])
+        chunk = compile_chunk(self.trainer, state, self.mesh)
         compile_seconds = time.perf_counter() - self.start
         log(
-            f"compiled in {compile_seconds:.1f}s on {device_name()}; "
+            f"compiled in {compile_seconds:.1f}s on {device_name(self.mesh)}; "
             f"{config.agent_steps_per_iteration * config.num_seeds:,} "
             f"agent-steps per iteration ({config.num_seeds} seed(s) x {config.num_learners} "
             f"learners x {config.num_episodes} episodes x {config.horizon} rounds)"
         )
         sinks = loggers.open_sinks(
             run_dir,
-            tensorboard=tensorboard,
-            wandb_project=wandb_project,
+            tensorboard=tensorboard and self.primary,
+            wandb_project=wandb_project if self.primary else None,
             run_name=run_dir.name,
             config=config.to_dict(),
             wandb_id=meta.get("wandb_id"),
@@ -271,7 +319,8 @@ class _Session:
                 done = jax.device_get(metrics)
                 metrics = done._asdict()
                 end = begin + config.chunk_iterations
-                records.append_metrics(run_dir, metrics, begin)
+                if self.primary:
+                    records.append_metrics(run_dir, metrics, begin)
                 for name, value in metrics.items():
                     history[name][:, begin:end] = value
                 check_finite(done, begin, run_dir)
@@ -281,7 +330,7 @@ class _Session:
                 if end % every == 0 or end == config.num_iterations:
                     writer.save(
                         end,
-                        state,
+                        sharding.to_host(state, self.mesh),
                         {k: v[:, :end] for k, v in history.items()},
                         {
                             "iteration": end,
@@ -309,11 +358,38 @@ class _Session:
 
     def finish(self, state, compile_seconds, train_seconds, sessions, episodes):
         """Plots, ``summary.json`` and the evaluation by play (final values from
-        ``metrics.csv``, as every reader of the folder sees them)."""
+        ``metrics.csv``, as every reader of the folder sees them). Every process plays (they run
+        the same programs); process 0 writes, and returns the summary (the others ``{}``)."""
         config, run_dir = self.config, self.run_dir
-        history = records.read_metrics(run_dir)
         title = f"{self.preset or 'custom'}: {config.algo}, {config.backbone}"
-        records.plot(run_dir, history, title)
+        summary = {}
+        if self.primary:
+            summary = self.summarize(compile_seconds, train_seconds, sessions, title)
+            records.write_summary(run_dir, summary)  # kept even if the evaluation below fails
+        played = evaluation.evaluate_learners(
+            make_agent(config),
+            sharding.to_host(state.params, self.mesh),
+            make_game(config.game, config.horizon),
+            jax.random.fold_in(jax.random.key(config.seed), 1),
+            num_episodes=episodes,
+        )
+        if self.primary:
+            played_summary = evaluation.summarize(played)
+            records.write_evaluation(run_dir, played_summary)
+            summary["evaluation"] = {  # means over seeds per learner; evaluation.json has more
+                name: {field: r[field]["mean"] for field in ("coop", "reward")}
+                for name, r in played_summary.items()
+            }
+            records.write_summary(run_dir, summary)
+            records.plot_within_episode(run_dir, played, title)
+        sharding.barrier("jaxcoop-run-finished")
+        return summary
+
+    def summarize(self, compile_seconds, train_seconds, sessions, title) -> dict:
+        """The training curves' plot and the summary of the finished run."""
+        config = self.config
+        history = records.read_metrics(self.run_dir)
+        records.plot(self.run_dir, history, title)
         agent_steps = config.num_iterations * config.agent_steps_per_iteration * config.num_seeds
         summary = {
             "preset": self.preset,
@@ -330,7 +406,7 @@ class _Session:
             "sessions": sessions,
             "iterations_per_second": config.num_iterations / train_seconds,
             "agent_steps_per_second": agent_steps / train_seconds,
-            "device": device_name(),
+            "device": device_name(self.mesh),
             **records.provenance(),
         }
         if self.warm_record:
@@ -338,21 +414,4 @@ class _Session:
                 kind: [r["run"] for r in rs] if isinstance(rs, list) else rs["run"]
                 for kind, rs in self.warm_record.items()
             }
-        records.write_summary(run_dir, summary)  # kept even if the evaluation below fails
-
-        played = evaluation.evaluate_learners(
-            make_agent(config),
-            state.params,
-            make_game(config.game, config.horizon),
-            jax.random.fold_in(jax.random.key(config.seed), 1),
-            num_episodes=episodes,
-        )
-        played_summary = evaluation.summarize(played)
-        records.write_evaluation(run_dir, played_summary)
-        summary["evaluation"] = {  # means over seeds per learner; evaluation.json has the rest
-            name: {field: r[field]["mean"] for field in ("coop", "reward")}
-            for name, r in played_summary.items()
-        }
-        records.write_summary(run_dir, summary)
-        records.plot_within_episode(run_dir, played, title)
         return summary

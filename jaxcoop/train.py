@@ -20,6 +20,7 @@ from jaxcoop import environment, losses, rollout, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
 from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.sharding import Sharder, no_sharding
 
 
 @struct.dataclass
@@ -129,9 +130,15 @@ def _play_metrics(t: rollout.Transition, num_tabular: int, num_frozen: int) -> d
     )
 
 
-def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransformation):
+def make_update(
+    config: Config,
+    agent: Agent,
+    optimizer: optax.GradientTransformation,
+    shard: Sharder = no_sharding,
+):
     """``update(params, opt_state, batch, key) -> (params, opt_state, info, grad_norm)`` for one
-    learner (unstacked), by A2C or PPO as ``config.algo`` says."""
+    learner (unstacked), by A2C or PPO as ``config.algo`` says (``shard`` keeps PPO's
+    minibatches split over devices like the whole batch)."""
 
     def loss_fn(params, batch: rollout.Batch, advantages, targets):
         t = batch.transition
@@ -178,11 +185,11 @@ def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransform
                 return jnp.take(x, episodes, axis=axis)
 
             mb = rollout.Batch(
-                jax.tree.map(lambda x: pick(x, 1), t),
-                pick(batch.opponent_id, 0),
-                pick(batch.coplayer_kind, 0),
+                jax.tree.map(lambda x: shard(pick(x, 1), 1), t),
+                shard(pick(batch.opponent_id, 0), 0),
+                shard(pick(batch.coplayer_kind, 0), 0),
             )
-            return mb, pick(advantages, 1), pick(targets, 1)
+            return mb, shard(pick(advantages, 1), 1), shard(pick(targets, 1), 1)
 
         def minibatch(carry, episodes):
             params, opt_state = carry
@@ -201,8 +208,13 @@ def make_update(config: Config, agent: Agent, optimizer: optax.GradientTransform
     return update
 
 
-def make_trainer(config: Config, coplayer: Agent | None = None) -> Trainer:
+def make_trainer(
+    config: Config, coplayer: Agent | None = None, shard: Sharder = no_sharding
+) -> Trainer:
     """The pure functions of a run described by ``config`` (see ``Trainer``).
+
+    ``shard`` splits each learner's episodes over devices (``sharding.episode_sharder``); it
+    changes where the work runs, not the numbers (up to the order of floating-point sums).
 
     With a frozen ``coplayer`` module, each learner plays its ``config.num_learner_episodes``
     against that agent instead of against the other learners; its parameters live in
@@ -212,7 +224,7 @@ def make_trainer(config: Config, coplayer: Agent | None = None) -> Trainer:
     game = environment.make_game(config.game, config.horizon)
     agent = make_agent(config)
     optimizer = make_optimizer(config)
-    update = jax.vmap(make_update(config, agent, optimizer))
+    update = jax.vmap(make_update(config, agent, optimizer, shard))
     n = config.num_learners
     num_frozen = 0 if coplayer is None else config.num_learner_episodes
     num_slots = config.num_pair_slots if coplayer is None else 0
@@ -242,7 +254,7 @@ def make_trainer(config: Config, coplayer: Agent | None = None) -> Trainer:
         if coplayer is not None:
             frozen = rollout.FrozenCoplayer(coplayer, state.coplayer_params, num_frozen)
         batch = rollout.collect(
-            agent, state.params, rollout_key, game, coplayers, succ, pred, frozen
+            agent, state.params, rollout_key, game, coplayers, succ, pred, frozen, shard
         )
         # UPDATE: each learner on its own data, in parallel.
         params, opt_state, info, grad_norm = update(
