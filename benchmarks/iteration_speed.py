@@ -5,7 +5,8 @@
 
 Compiles one chunk (time reported separately), runs it ``--repeats`` times, and prints
 iterations/s, agent-steps/s (one action of one learning agent) and env-rounds/s (one round of
-one episode). The full benchmark harness is ``benchmarks.sps`` (a later issue).
+one episode). The sweep over backbones, algorithms and sizes, with FLOPs and memory, is
+``benchmarks.sps``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 import jax
 
+from benchmarks import sps
 from jaxcoop import cli, runner
 
 
@@ -29,15 +31,11 @@ def measure(config, repeats: int = 3) -> dict:
         state, metrics = chunk(state)
     jax.block_until_ready(metrics)
     seconds = (time.perf_counter() - start) / (repeats * config.chunk_iterations)
-    # A learner-vs-learner episode fills two learner seats; a tabular one fills one.
-    episodes = config.num_learners * (config.num_tabular_episodes + config.num_pair_slots)
     return {
         "device": runner.device_name(),
         "compile_seconds": round(compile_seconds, 2),
         "seconds_per_iteration": seconds,
-        "iterations_per_second": 1.0 / seconds,
-        "agent_steps_per_second": config.num_seeds * config.agent_steps_per_iteration / seconds,
-        "env_rounds_per_second": config.num_seeds * episodes * config.horizon / seconds,
+        **sps.rates(config, seconds),
     }
 
 

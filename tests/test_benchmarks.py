@@ -1,0 +1,156 @@
+"""``python -m benchmarks.sps``: FLOP counts against hand counts, the matmul peak, a quick sweep's
+JSON and table, out-of-memory configurations, and bad command lines."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from benchmarks import sps
+from jaxcoop import cli, runner
+from jaxcoop.config import preset
+from jaxcoop.networks import RoundInput
+from jaxcoop.train import init_params, make_agent
+
+
+def test_a_scan_body_counts_once_per_trip_and_nested_scans_multiply():
+    b, d = 8, 16
+
+    def f(x_BxD, w_DxD):
+        def inner(c, _):
+            return c @ w_DxD + 1.0, None
+
+        def outer(c, _):
+            return jax.lax.scan(inner, c, None, length=10)[0], None
+
+        return jax.lax.scan(outer, x_BxD, None, length=3)[0]
+
+    flops = sps.jaxpr_flops(jax.make_jaxpr(f)(jnp.ones((b, d)), jnp.ones((d, d))).jaxpr)
+    assert flops == sps.Flops(matmul=3 * 10 * 2 * b * d * d, other=3 * 10 * b * d)
+
+
+@pytest.mark.parametrize("algo", ["a2c", "ppo"])
+def test_matmul_flops_of_a_tiny_gru_iteration_match_the_hand_count(algo):
+    config = preset("tiny").replace(algo=algo)
+    t, e, h = config.horizon, config.embed_dim, config.hidden_dim
+    rows = config.num_learners * config.num_episodes  # agent applications per round
+    # Per token: embeddings (obs 5 + action 2 + reward 1 -> E), GRU input [E, 3H] and recurrence
+    # [H, 3H], policy (2) and value (1) heads. The backward pass needs no gradient of the
+    # embeddings' inputs; every other matmul costs twice its forward (weights and inputs).
+    forward = 2 * (8 * e + 3 * e * h + 3 * h * h + 3 * h)
+    backward = 2 * 8 * e + 2 * 2 * (3 * e * h + 3 * h * h + 3 * h)
+    passes = 1 if algo == "a2c" else config.ppo_epochs  # PPO: every episode once per epoch
+    expected = t * rows * (forward + passes * (forward + backward))
+    assert sps.iteration_flops(config).matmul == expected
+
+
+def test_the_count_agrees_with_xla_cost_analysis_on_code_without_loops():
+    """Same convention as XLA where XLA is right (no loop): a transformer's forward + gradient."""
+    config = preset("tiny", "transformer")
+    agent = make_agent(config)
+    params = init_params(agent, jax.random.key(0))
+    t, b = config.horizon, 32
+    x = RoundInput(jnp.zeros((t, b, 5)), jnp.zeros((t, b), jnp.int32), jnp.zeros((t, b)))
+
+    def loss(p):
+        logits, values = agent.apply(p, x, jnp.zeros((b, 10)))
+        return jnp.sum(logits) + jnp.sum(values)
+
+    grad = jax.grad(loss)
+    ours = sps.jaxpr_flops(jax.make_jaxpr(grad)(params).jaxpr).total
+    xla = jax.jit(grad).lower(params).compile().cost_analysis()["flops"]
+    assert ours == pytest.approx(xla, rel=0.05)
+
+
+def test_a_while_loop_is_refused_rather_than_miscounted():
+    def f(x):
+        return jax.lax.while_loop(lambda c: c.sum() < 10, lambda c: c * 2.0, x)
+
+    with pytest.raises(ValueError, match="while loop"):
+        sps.jaxpr_flops(jax.make_jaxpr(f)(jnp.ones(3)).jaxpr)
+
+
+def test_matmul_peak_is_a_positive_finite_rate():
+    peak = sps.matmul_peak(64, repeats=2)
+    assert math.isfinite(peak) and peak > 0
+
+
+def test_a_quick_sweep_writes_every_field_and_prints_the_table(tmp_path, capsys):
+    out = tmp_path / "results" / "sps.json"  # the folder is created
+    assert cli.main_guard(sps.main, ["--quick", "--algos", "ppo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["device"] == runner.device_name() and result["jax_version"] == jax.__version__
+    assert result["date"] and result["preset"] == "tiny" and result["matmul_peak_flops"] > 0
+    assert [(r["backbone"], r["algo"]) for r in result["records"]] == [
+        ("gru", "ppo"),
+        ("transformer", "ppo"),
+    ]
+    for r in result["records"]:
+        assert set(r) == set(sps.RECORD_FIELDS) and r["skipped"] is None
+        config = preset("tiny", r["backbone"]).replace(algo="ppo", num_episodes=64)
+        assert r["agent_steps_per_second"] == pytest.approx(
+            r["iterations_per_second"] * config.agent_steps_per_iteration
+        )
+        # 2 learners, 32 tabular episodes each (one seat) and 16 learner pairings (two seats).
+        assert r["env_rounds_per_second"] == pytest.approx(
+            r["iterations_per_second"] * (2 * 32 + 2 * 16) * config.horizon
+        )
+        assert r["flops_per_iteration"] == sps.iteration_flops(config.replace(num_seeds=1)).total
+        assert 0 < r["fraction_of_peak"] and r["memory_bytes"] > 0
+        assert r["memory_source"] == "compiled memory_analysis"  # CPU: no memory_stats()
+    assert "% peak" in printed and "agent-steps/s" in printed
+    rows = [line for line in printed.splitlines() if line.startswith(("gru ", "transformer "))]
+    assert len(rows) == 2 and f"wrote {out}" in printed
+
+
+def test_out_of_memory_is_recorded_as_skipped_and_other_errors_raise(monkeypatch):
+    config = preset("tiny")
+
+    def out_of_memory(config):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 TiB")
+
+    monkeypatch.setattr(runner, "compile_seeds", out_of_memory)
+    record = sps.measure_or_skip(config, repeats=1, peak_flops=1.0)
+    assert set(record) == set(sps.RECORD_FIELDS)
+    assert record["skipped"].startswith("out of memory: RESOURCE_EXHAUSTED")
+    result = dict(device="d", preset="tiny", matmul_peak_flops=1.0, matmul_size=8, xla_flags="")
+    assert "skipped: out of memory" in sps.table({**result, "records": [record]})
+
+    def broken(config):
+        raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    monkeypatch.setattr(runner, "compile_seeds", broken)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="something else"):
+        sps.measure_or_skip(config, repeats=1, peak_flops=1.0)
+
+
+def test_a_configuration_larger_than_the_device_is_skipped_before_it_runs(monkeypatch):
+    monkeypatch.setattr(sps, "_memory_limit", lambda: 1024)
+    record = sps.measure_or_skip(preset("tiny"), repeats=1, peak_flops=1.0)
+    assert record["skipped"].startswith("needs ") and "more than the device's" in record["skipped"]
+    assert record["compiled_memory_bytes"] > 1024 and record["iterations_per_second"] is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--backbones", "lstm"], "argument --backbones: invalid choice: 'lstm'"),
+        (["--algos", "sac"], "argument --algos: invalid choice: 'sac'"),
+        (["--episodes", "0"], "argument --episodes: '0' is not an integer >= 1"),
+        (["--episodes", "many"], "argument --episodes: 'many' is not an integer >= 1"),
+        (["--repeats", "-1"], "argument --repeats: '-1' is not an integer >= 1"),
+        (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+        (["--preset", "tiny", "--episodes", "6"], "gru a2c 6 episodes: config field num_episodes"),
+        (["--fast"], "unrecognized arguments: --fast"),
+    ],
+)
+def test_bad_command_lines_stop_with_one_message_before_measuring(argv, message, capsys, tmp_path):
+    out = tmp_path / "sps.json"
+    assert cli.main_guard(sps.main, [*argv, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not out.exists() and not captured.out
