@@ -5,11 +5,12 @@
     python -m benchmarks.sps --backbones gru --algos ppo --episodes 1024 4096 --repeats 5
 
 Each configuration is the preset (default mixed-pool: horizon 100, 2 learners) switched to one
-backbone, algorithm and number of episodes per learner, with one seed. It is compiled once
-(``runner.compile_seeds``; the time is reported apart), run for one warm-up chunk, then timed over
-``--repeats`` chunks of ``--chunk-iterations`` iterations. A configuration that does not fit in
-device memory is recorded as skipped. Writes a JSON file and prints a table; the columns and how
-FLOPs, the matmul peak and memory are measured: benchmarks/README.md.
+backbone, algorithm, horizon and number of episodes per learner, with one seed, on each number of
+devices in ``--devices`` (episodes split over them; ``--host-devices N`` splits a CPU). It is
+compiled once (``runner.compile_seeds``; the time is reported apart), run for one warm-up chunk,
+then timed over ``--repeats`` chunks of ``--chunk-iterations`` iterations. A configuration that
+does not fit in device memory is recorded as skipped. Writes a JSON file and prints a table; the
+columns and how FLOPs, the matmul peak and memory are measured: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ RECORD_FIELDS = (
     "horizon",
     "num_learners",
     "num_seeds",
+    "num_devices",
     "chunk_iterations",
     "skipped",
     "compile_seconds",
@@ -219,15 +221,17 @@ def _record(config: Config, **values) -> dict:
     return fields
 
 
-def measure(config: Config, repeats: int, peak_flops: float) -> dict:
-    """Compile ``config``, run one warm-up chunk and ``repeats`` timed chunks: its record
-    (``RECORD_FIELDS``; rates from the median chunk)."""
+def measure(config: Config, repeats: int, peak_flops: float, num_devices: int = 1) -> dict:
+    """Compile ``config`` for the first ``num_devices`` devices, run one warm-up chunk and
+    ``repeats`` timed chunks: its record (``RECORD_FIELDS``; rates from the median chunk)."""
     peak_before = _device_stat("peak_bytes_in_use")
-    state, chunk, compile_seconds = runner.compile_seeds(config)
+    devices = jax.devices()[:num_devices]
+    state, chunk, compile_seconds = runner.compile_seeds(config, devices)
     planned = compiled_bytes(chunk)
     if planned > _memory_limit():
         return _record(
             config,
+            num_devices=num_devices,
             skipped=f"needs {_size(planned)}, more than the device's {_size(_memory_limit())}",
             compile_seconds=compile_seconds,
             compiled_memory_bytes=planned,
@@ -248,6 +252,7 @@ def measure(config: Config, repeats: int, peak_flops: float) -> dict:
     raised = peak_after is not None and (peak_before is None or peak_after > peak_before)
     return _record(
         config,
+        num_devices=num_devices,
         compile_seconds=compile_seconds,
         repeat_seconds_per_iteration=seconds,
         seconds_per_iteration=per_iteration,
@@ -263,14 +268,18 @@ def measure(config: Config, repeats: int, peak_flops: float) -> dict:
     )
 
 
-def measure_or_skip(config: Config, repeats: int, peak_flops: float) -> dict:
+def measure_or_skip(config: Config, repeats: int, peak_flops: float, num_devices: int = 1) -> dict:
     """``measure``, or a record skipped for running out of device memory."""
     try:
-        return measure(config, repeats, peak_flops)
+        return measure(config, repeats, peak_flops, num_devices)
     except jax.errors.JaxRuntimeError as e:
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
-        return _record(config, skipped=f"out of memory: {str(e).splitlines()[0][:200]}")
+        return _record(
+            config,
+            num_devices=num_devices,
+            skipped=f"out of memory: {str(e).splitlines()[0][:200]}",
+        )
 
 
 # --- Output -------------------------------------------------------------------------------------
@@ -293,7 +302,10 @@ def _size(n: int | None) -> str:
 
 def progress_line(index: int, count: int, r: dict) -> str:
     """One line for a finished configuration."""
-    head = f"[{index}/{count}] {r['backbone']} {r['algo']} {r['num_episodes']} episodes:"
+    head = (
+        f"[{index}/{count}] {r['backbone']} {r['algo']} {r['num_episodes']} episodes x "
+        f"{r['horizon']} rounds on {r['num_devices']} device(s):"
+    )
     if r["skipped"]:
         return f"{head} skipped ({r['skipped']})"
     return (
@@ -308,6 +320,8 @@ _COLUMNS = (
     ("backbone", 12, lambda r: r["backbone"]),
     ("algo", 5, lambda r: r["algo"]),
     ("episodes", 9, lambda r: str(r["num_episodes"])),
+    ("T", 5, lambda r: str(r["horizon"])),
+    ("dev", 4, lambda r: str(r["num_devices"])),
     ("compile s", 10, lambda r: f"{r['compile_seconds']:.1f}"),
     ("it/s", 8, lambda r: f"{r['iterations_per_second']:.3g}"),
     ("agent-steps/s", 14, lambda r: _si(r["agent_steps_per_second"])),
@@ -340,7 +354,7 @@ def table(result: dict) -> str:
     for r in result["records"]:
         if r["skipped"]:
             lines.append(
-                _row([fmt(r) for _, _, fmt in _COLUMNS[:3]]) + f"  skipped: {r['skipped']}"
+                _row([fmt(r) for _, _, fmt in _COLUMNS[:5]]) + f"  skipped: {r['skipped']}"
             )
         else:
             lines.append(_row([fmt(r) for _, _, fmt in _COLUMNS]))
@@ -380,7 +394,23 @@ def parser() -> argparse.ArgumentParser:
         type=_positive,
         help="episodes per learner; default " + " ".join(map(str, FULL["episodes"])),
     )
-    p.add_argument("--horizon", type=_positive, help="rounds per episode (default: the preset's)")
+    p.add_argument(
+        "--horizon", nargs="+", type=_positive, help="rounds per episode (default: the preset's)"
+    )
+    p.add_argument(
+        "--devices",
+        nargs="+",
+        type=_positive,
+        help="numbers of devices to run each configuration on (default: all); episodes are split "
+        "over them",
+    )
+    p.add_argument(
+        "--host-devices",
+        type=_positive,
+        metavar="N",
+        help="split the CPU into N devices (XLA_FLAGS=--xla_force_host_platform_device_count=N) "
+        "to measure sharding on one host",
+    )
     p.add_argument("--repeats", type=_positive, help=f"timed chunks; default {FULL['repeats']}")
     p.add_argument(
         "--chunk-iterations", type=_positive, help=f"iterations per chunk; default {FULL['chunk']}"
@@ -403,28 +433,30 @@ def sweep_configs(
     algos: Sequence[str],
     episodes: Sequence[int],
     chunk_iterations: int,
-    horizon: int | None = None,
+    horizons: Sequence[int] | None = None,
 ) -> list[Config]:
-    """Every backbone x algo x episodes configuration of the preset, with one seed."""
+    """Every backbone x algo x horizon x episodes configuration of the preset, with one seed."""
     configs = []
     for backbone in backbones:
         base = preset(preset_name, backbone)
         for algo in algos:
-            for n in episodes:
-                changes = dict(
-                    algo=algo,
-                    num_episodes=n,
-                    num_seeds=1,
-                    chunk_iterations=chunk_iterations,
-                    num_iterations=chunk_iterations,
-                    checkpoint_every=0,
-                )
-                if horizon is not None:
-                    changes["horizon"] = horizon
-                try:
-                    configs.append(base.replace(**changes))
-                except ValueError as e:
-                    raise cli.UsageError(f"{backbone} {algo} {n} episodes: {e}") from None
+            for horizon in horizons or [base.horizon]:
+                for n in episodes:
+                    changes = dict(
+                        algo=algo,
+                        num_episodes=n,
+                        horizon=horizon,
+                        num_seeds=1,
+                        chunk_iterations=chunk_iterations,
+                        num_iterations=chunk_iterations,
+                        checkpoint_every=0,
+                    )
+                    try:
+                        configs.append(base.replace(**changes))
+                    except ValueError as e:
+                        raise cli.UsageError(
+                            f"{backbone} {algo} {n} episodes x {horizon} rounds: {e}"
+                        ) from None
     return configs
 
 
@@ -440,6 +472,7 @@ def run(
     out: Path,
     preset_name: str,
     log: Callable[[str], None] = print_now,
+    device_counts: Sequence[int] = (1,),
 ) -> dict:
     """Measure the matmul peak, then every configuration; the result is rewritten to ``out``
     after each one (a sweep cut short keeps what it measured)."""
@@ -460,10 +493,11 @@ def run(
         **records.provenance(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    for i, config in enumerate(configs, 1):
-        result["records"].append(measure_or_skip(config, repeats, peak))
+    runs = [(config, n) for config in configs for n in device_counts]
+    for i, (config, n) in enumerate(runs, 1):
+        result["records"].append(measure_or_skip(config, repeats, peak, n))
         out.write_text(json.dumps(result, indent=2) + "\n")
-        log(progress_line(i, len(configs), result["records"][-1]))
+        log(progress_line(i, len(runs), result["records"][-1]))
     return result
 
 
@@ -476,6 +510,12 @@ def quick_compilation() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
 
 
+def force_host_devices(count: int) -> None:
+    """``--host-devices``: split the host CPU into ``count`` JAX devices (before JAX starts)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -484,6 +524,8 @@ def main(argv=None) -> None:
     args = parser().parse_args(argv)
     if args.quick:
         quick_compilation()
+    if args.host_devices:
+        force_host_devices(args.host_devices)
     settings = QUICK if args.quick else FULL
     preset_name = args.preset or settings["preset"]
     chunk = args.chunk_iterations or settings["chunk"]
@@ -497,12 +539,19 @@ def main(argv=None) -> None:
     )
     if args.out is not None and args.out.is_dir():
         raise cli.UsageError(f"--out {args.out} is a folder; give the JSON file's name")
+    device_counts = args.devices or [jax.device_count()]
+    if max(device_counts) > jax.device_count():
+        raise cli.UsageError(
+            f"--devices {max(device_counts)}: JAX sees {jax.device_count()} device(s) "
+            "(--host-devices N splits a CPU into N)"
+        )
     cpu = jax.default_backend() == "cpu"
     matmul_size = 1024 if args.quick else 2048 if cpu else 8192
     out = args.out or RESULTS_DIR / (
         f"sps-{_slug(jax.devices()[0].device_kind)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     )
-    result = run(configs, args.repeats or settings["repeats"], matmul_size, out, preset_name)
+    repeats = args.repeats or settings["repeats"]
+    result = run(configs, repeats, matmul_size, out, preset_name, device_counts=device_counts)
     print(table(result))
     print(f"wrote {out}")
 

@@ -29,18 +29,33 @@ from jaxcoop.environment import NUM_ACTIONS
 Carry = Any
 
 
+class Affine(nn.Module):
+    """The parameters of ``x @ kernel + bias`` (``nn.Dense``'s names and initialization) as
+    attributes, so that a scan body can close over them."""
+
+    in_features: int
+    features: int
+
+    def setup(self):
+        shape = (self.in_features, self.features)
+        self.kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
+        self.bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+
+
 class GRU(nn.Module):
     """GRU with fused gate matmuls (flax GRUCell equations, gate order r, z, n).
 
-    The input projection of a whole sequence is one ``[T*B, E] x [E, 3H]`` matmul; only the
-    hidden-state recurrence runs inside the scan.
+    ``sequence`` projects each round's token inside the scan, like ``step``: precomputing the
+    projection of a whole sequence (``[T, B, 3H]``) is fewer, larger matmuls but moves several
+    times more memory, and measured slower on CPU (benchmarks/README.md).
     """
 
+    input_dim: int
     hidden_dim: int
 
     def setup(self):
         h = self.hidden_dim
-        self.input_proj = nn.Dense(3 * h, name="input")
+        self.input_proj = Affine(self.input_dim, 3 * h, name="input")
         self.w_hidden = self.param(
             "hidden_kernel", nn.initializers.orthogonal(), (h, 3 * h), jnp.float32
         )
@@ -49,27 +64,33 @@ class GRU(nn.Module):
     def initial_carry(self, batch_size: int) -> jax.Array:
         return jnp.zeros((batch_size, self.hidden_dim), jnp.float32)
 
-    def _recur(self, h_BxH: jax.Array, gx_Bx3H: jax.Array) -> jax.Array:
-        gh = h_BxH @ self.w_hidden
-        xr, xz, xn = jnp.split(gx_Bx3H, 3, axis=-1)
+    def _cell(self, params, h_BxH: jax.Array, x_BxE: jax.Array) -> jax.Array:
+        """One GRU step with explicit ``params`` (input kernel, bias, hidden kernel, bias_n)."""
+        w_in, b_in, w_hidden, b_hidden_n = params
+        gx = x_BxE @ w_in + b_in[None]
+        gh = h_BxH @ w_hidden
+        xr, xz, xn = jnp.split(gx, 3, axis=-1)
         hr, hz, hn = jnp.split(gh, 3, axis=-1)
         r = jax.nn.sigmoid(xr + hr)
         z = jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * (hn + self.b_hidden_n[None]))
+        n = jnp.tanh(xn + r * (hn + b_hidden_n[None]))
         return (1.0 - z) * n + z * h_BxH
 
+    def _params(self):
+        return self.input_proj.kernel, self.input_proj.bias, self.w_hidden, self.b_hidden_n
+
     def step(self, carry: jax.Array, x_BxE: jax.Array) -> tuple[jax.Array, jax.Array]:
-        h = self._recur(carry, self.input_proj(x_BxE))
+        h = self._cell(self._params(), carry, x_BxE)
         return h, h
 
     def sequence(self, x_TxBxE: jax.Array) -> jax.Array:
-        gx_Tx_Bx3H = self.input_proj(x_TxBxE)
+        params = self._params()  # read outside the scan body (flax creates them at init)
 
-        def body(h, gx):
-            h = self._recur(h, gx)
+        def body(h, x_BxE):
+            h = self._cell(params, h, x_BxE)
             return h, h
 
-        _, h_TxBxH = jax.lax.scan(body, self.initial_carry(x_TxBxE.shape[1]), gx_Tx_Bx3H)
+        _, h_TxBxH = jax.lax.scan(body, self.initial_carry(x_TxBxE.shape[1]), x_TxBxE)
         return h_TxBxH
 
 
@@ -184,7 +205,7 @@ class Transformer(nn.Module):
 
 #: Backbones by name: each builds the ``backbone`` submodule of an ``Agent`` from its fields.
 BACKBONES = {
-    "gru": lambda agent: GRU(hidden_dim=agent.hidden_dim, name="backbone"),
+    "gru": lambda agent: GRU(agent.embed_dim, agent.hidden_dim, name="backbone"),
     "transformer": lambda agent: Transformer(
         width=agent.hidden_dim,
         num_layers=agent.num_layers,

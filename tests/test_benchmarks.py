@@ -109,7 +109,7 @@ def test_a_quick_sweep_writes_every_field_and_prints_the_table(tmp_path, capsys)
 def test_out_of_memory_is_recorded_as_skipped_and_other_errors_raise(monkeypatch):
     config = preset("tiny")
 
-    def out_of_memory(config):
+    def out_of_memory(config, devices=None):
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 TiB")
 
     monkeypatch.setattr(runner, "compile_seeds", out_of_memory)
@@ -119,7 +119,7 @@ def test_out_of_memory_is_recorded_as_skipped_and_other_errors_raise(monkeypatch
     result = dict(device="d", preset="tiny", matmul_peak_flops=1.0, matmul_size=8, xla_flags="")
     assert "skipped: out of memory" in sps.table({**result, "records": [record]})
 
-    def broken(config):
+    def broken(config, devices=None):
         raise jax.errors.JaxRuntimeError("INTERNAL: something else")
 
     monkeypatch.setattr(runner, "compile_seeds", broken)
@@ -143,7 +143,8 @@ def test_a_configuration_larger_than_the_device_is_skipped_before_it_runs(monkey
         (["--episodes", "many"], "argument --episodes: 'many' is not an integer >= 1"),
         (["--repeats", "-1"], "argument --repeats: '-1' is not an integer >= 1"),
         (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
-        (["--preset", "tiny", "--episodes", "6"], "gru a2c 6 episodes: config field num_episodes"),
+        (["--preset", "tiny", "--episodes", "6"], "gru a2c 6 episodes x 8 rounds: config field"),
+        (["--devices", "99"], "--devices 99: JAX sees"),
         (["--fast"], "unrecognized arguments: --fast"),
     ],
 )
