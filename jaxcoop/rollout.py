@@ -39,6 +39,8 @@ class Transition(NamedTuple):
     obs: float32 ``[T, B, 5]`` first-person observation before acting.
     action: int32 ``[T, B]``. reward: float32 ``[T, B]`` (raw game reward).
     log_prob: float32 ``[T, B]`` of ``action`` under the acting policy. value: float32 ``[T, B]``.
+    logits: float32 ``[T, B, 2]``, the acting policy's (``log_prob`` and ``value`` are
+    differentiable in the parameters through them when the rollout is differentiated).
     coplayer_action, coplayer_reward: the co-player's side of the same rounds.
     """
 
@@ -47,6 +49,7 @@ class Transition(NamedTuple):
     reward: jax.Array
     log_prob: jax.Array
     value: jax.Array
+    logits: jax.Array
     coplayer_action: jax.Array
     coplayer_reward: jax.Array
 
@@ -188,7 +191,7 @@ def collect(
             [tab_action, frz_action, a_row_partner, partner(a_row, pred_NxS)], axis=1
         )
         co_reward = other_and_column(rew2_Nx2)
-        out = Transition(obs, action, reward, log_prob, value, co_action, co_reward)
+        out = Transition(obs, action, reward, log_prob, value, logits, co_action, co_reward)
         frz = slice(num_tabular, num_tabular + num_frozen)
         co_view = (
             obs2_Nx2x5[:, :num_tabular, 1],

@@ -130,6 +130,33 @@ def _play_metrics(t: rollout.Transition, num_tabular: int, num_frozen: int) -> d
     )
 
 
+def advantages_and_targets(config: Config, t: rollout.Transition) -> tuple[jax.Array, jax.Array]:
+    """GAE advantages (normalized if configured) and value targets ``[T, B]`` of one learner's
+    transitions, from the rollout's values (no gradient flows through them)."""
+    advantages, targets = losses.gae(
+        t.reward * config.reward_scale,
+        jax.lax.stop_gradient(t.value),
+        config.gamma,
+        config.gae_lambda,
+    )
+    if config.normalize_advantages:
+        advantages = losses.normalize(advantages)
+    return advantages, targets
+
+
+def apply_gradients(optimizer: optax.GradientTransformation, params, opt_state, grads):
+    """One optimizer step of one learner: ``(params, opt_state, grad_norm)``."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, optax.tree.norm(grads)
+
+
+def differentiates_rollout(config: Config) -> bool:
+    """Whether A2C takes its gradient through the rollout itself (the GRU: its per-round
+    residuals are small) instead of a second forward pass over the collected episodes (the
+    transformer: differentiating its cached rollout would keep every round's cache)."""
+    return config.algo == "a2c" and config.backbone == "gru"
+
+
 def make_update(
     config: Config,
     agent: Agent,
@@ -163,16 +190,12 @@ def make_update(
 
     def sgd_step(params, opt_state, batch, advantages, targets):
         grads, info = grad_fn(params, batch, advantages, targets)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, info, optax.tree.norm(grads)
+        params, opt_state, norm = apply_gradients(optimizer, params, opt_state, grads)
+        return params, opt_state, info, norm
 
     def update(params, opt_state, batch: rollout.Batch, key):
         t = batch.transition
-        advantages, targets = losses.gae(
-            t.reward * config.reward_scale, t.value, config.gamma, config.gae_lambda
-        )
-        if config.normalize_advantages:
-            advantages = losses.normalize(advantages)
+        advantages, targets = advantages_and_targets(config, t)
         if config.algo == "a2c":
             return sgd_step(params, opt_state, batch, advantages, targets)
 
@@ -225,6 +248,15 @@ def make_trainer(
     agent = make_agent(config)
     optimizer = make_optimizer(config)
     update = jax.vmap(make_update(config, agent, optimizer, shard))
+    step = jax.vmap(lambda p, o, g: apply_gradients(optimizer, p, o, g))
+
+    def a2c_on_rollout(t: rollout.Transition) -> tuple[jax.Array, losses.LossInfo]:
+        """One learner's A2C loss on its rollout's own (differentiable) logits and values."""
+        advantages, targets = advantages_and_targets(config, t)
+        return losses.a2c_loss(
+            t.logits, t.value, t.action, advantages, targets, config.ent_coef, config.vf_coef
+        )
+
     n = config.num_learners
     num_frozen = 0 if coplayer is None else config.num_learner_episodes
     num_slots = config.num_pair_slots if coplayer is None else 0
@@ -245,7 +277,8 @@ def make_trainer(
 
     def iteration(state: TrainState) -> tuple[TrainState, Metrics]:
         key, pool_key, pair_key, rollout_key, update_key = jax.random.split(state.key, 5)
-        # COLLECT: every learner's episodes against fresh tabular co-players and other learners.
+        # COLLECT: every learner's episodes against fresh tabular co-players and other learners
+        # (A2C on the GRU differentiates this rollout itself: ``differentiates_rollout``).
         coplayers = strategies.sample_coplayers(
             pool_key, (n, config.num_tabular_episodes), config.pool
         )
@@ -253,13 +286,28 @@ def make_trainer(
         frozen = None
         if coplayer is not None:
             frozen = rollout.FrozenCoplayer(coplayer, state.coplayer_params, num_frozen)
-        batch = rollout.collect(
-            agent, state.params, rollout_key, game, coplayers, succ, pred, frozen, shard
-        )
+
+        def collect(params) -> rollout.Batch:
+            return rollout.collect(
+                agent, params, rollout_key, game, coplayers, succ, pred, frozen, shard
+            )
+
         # UPDATE: each learner on its own data, in parallel.
-        params, opt_state, info, grad_norm = update(
-            state.params, state.opt_state, batch, jax.random.split(update_key, n)
-        )
+        if differentiates_rollout(config):
+            # Sampled actions carry no gradient, so learner i's loss depends on params[i] only
+            # through its own logits and values: the gradient of the sum is every learner's own.
+            def total_loss(params):
+                batch = collect(params)
+                loss, info = jax.vmap(a2c_on_rollout)(batch.transition)
+                return jnp.sum(loss), (batch, info)
+
+            grads, (batch, info) = jax.grad(total_loss, has_aux=True)(state.params)
+            params, opt_state, grad_norm = step(state.params, state.opt_state, grads)
+        else:
+            batch = collect(state.params)
+            params, opt_state, info, grad_norm = update(
+                state.params, state.opt_state, batch, jax.random.split(update_key, n)
+            )
         play = jax.vmap(lambda t: _play_metrics(t, config.num_tabular_episodes, num_frozen))(
             batch.transition
         )

@@ -284,3 +284,30 @@ def test_every_preset_traces_with_the_transformer(name, algo):
     position = state.params["params"]["backbone"]["position"]
     rows = config.horizon + int(config.opponent_id)
     assert position.shape == (config.num_learners, rows, config.hidden_dim)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a2c_through_the_rollout_equals_a2c_on_a_second_forward_pass(monkeypatch, frozen):
+    """The GRU's A2C gradient taken through the rollout itself gives the update of the
+    recompute-then-differentiate path (same episodes: same key), up to float32 rounding; with a
+    frozen co-player too (its parameters get no gradient)."""
+    from jaxcoop import networks, train
+
+    config = jaxcoop.preset("tiny").replace(num_learners=3)
+    coplayer = networks.Agent(embed_dim=8, hidden_dim=16) if frozen else None
+    assert train.differentiates_rollout(config)
+    results = []
+    for through in (True, False):
+        monkeypatch.setattr(train, "differentiates_rollout", lambda c, through=through: through)
+        trainer = train.make_trainer(config, coplayer)
+        state = trainer.init(jax.random.key(3))
+        state, metrics = jax.jit(trainer.iteration)(state)
+        results.append((state, metrics))
+    (a, ma), (b, mb) = results
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-6, rtol=1e-5)
+    for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "coop_vs_tabular"):
+        np.testing.assert_allclose(
+            getattr(ma, name), getattr(mb, name), rtol=1e-5, atol=1e-6, err_msg=name
+        )
+    assert float(jnp.min(ma.grad_norm)) > 0  # the learners did get a gradient
