@@ -114,30 +114,31 @@ def init_seeds(
 ) -> TrainState:
     """The initial state of all seeds ``[S, ...]`` laid out on ``mesh`` (default: over every
     device, ``sharding.make_mesh``), with ``warm``'s parameters put in."""
-    mesh = sharding.make_mesh(config.num_seeds) if mesh is None else mesh
+    mesh = sharding.make_mesh(config.num_seeds, config.num_learners) if mesh is None else mesh
 
     def init():
         return jax.vmap(trainer.init)(
             jax.random.split(jax.random.key(config.seed), config.num_seeds)
         )
 
-    seeds = sharding.seed_sharding(mesh)
-    state = jax.jit(init, out_shardings=seeds)()
+    shardings = sharding.state_shardings(mesh, jax.eval_shape(init))
+    state = jax.jit(init, out_shardings=shardings)()
     if warm.params is not None:
-        state = state.replace(params=sharding.put(warm.params, seeds))
+        state = state.replace(params=sharding.put(warm.params, shardings.params))
     if warm.coplayer_params is not None:
-        state = state.replace(coplayer_params=sharding.put(warm.coplayer_params, seeds))
+        coplayer = sharding.put(warm.coplayer_params, sharding.seed_sharding(mesh))
+        state = state.replace(coplayer_params=coplayer)
     return state
 
 
 def compile_chunk(trainer: Trainer, state: TrainState, mesh: Mesh) -> Callable:
     """``chunk(state) -> (state, metrics [S, I, N])`` for all seeds, compiled ahead of time for
-    ``mesh`` (seeds over its ``"seed"`` axis, state buffers donated, metrics on every device)."""
-    seeds = sharding.seed_sharding(mesh)
+    ``mesh`` (``sharding.state_shardings``, state buffers donated, metrics on every device)."""
+    shardings = sharding.state_shardings(mesh, state)
     chunk = jax.vmap(trainer.chunk, spmd_axis_name=sharding.SEED)
-    out = (seeds, sharding.replicated(mesh))
+    out = (shardings, sharding.replicated(mesh))
     return (
-        jax.jit(chunk, in_shardings=(seeds,), out_shardings=out, donate_argnums=0)
+        jax.jit(chunk, in_shardings=(shardings,), out_shardings=out, donate_argnums=0)
         .lower(state)
         .compile()
     )
@@ -149,8 +150,8 @@ def make_mesh_trainer(
     coplayer: Agent | None = None,
 ) -> tuple[Mesh, Trainer]:
     """The mesh over ``devices`` (default: all) and the trainer whose episodes it splits."""
-    mesh = sharding.make_mesh(config.num_seeds, devices)
-    return mesh, make_trainer(config, coplayer, sharding.episode_sharder(mesh))
+    mesh = sharding.make_mesh(config.num_seeds, config.num_learners, devices)
+    return mesh, make_trainer(config, coplayer, mesh)
 
 
 def compile_seeds(
@@ -255,7 +256,7 @@ def resume(
     if sharding.is_primary():
         records.rewrite_metrics(run_dir, ckpt.metrics)
     log(f"resuming {run_dir} from its checkpoint at iteration {step} of {config.num_iterations}")
-    state = sharding.put(ckpt.state, sharding.seed_sharding(mesh))
+    state = sharding.put(ckpt.state, sharding.state_shardings(mesh, ckpt.state))
     warm_record = record.get("warm_start", {})
     session = _Session(
         config, run_dir, record.get("preset"), trainer, mesh, warm_record, log, start

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.sharding import Mesh
 
-from jaxcoop import environment, losses, rollout, strategies
+from jaxcoop import environment, losses, rollout, sharding, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
 from jaxcoop.networks import Agent, RoundInput
@@ -208,11 +209,15 @@ def make_update(
                 return jnp.take(x, episodes, axis=axis)
 
             mb = rollout.Batch(
-                jax.tree.map(lambda x: shard(pick(x, 1), 1), t),
-                shard(pick(batch.opponent_id, 0), 0),
-                shard(pick(batch.coplayer_kind, 0), 0),
+                jax.tree.map(lambda x: shard(pick(x, 1), 1, learners=False), t),
+                shard(pick(batch.opponent_id, 0), 0, learners=False),
+                shard(pick(batch.coplayer_kind, 0), 0, learners=False),
             )
-            return mb, shard(pick(advantages, 1), 1), shard(pick(targets, 1), 1)
+            return (
+                mb,
+                shard(pick(advantages, 1), 1, learners=False),
+                shard(pick(targets, 1), 1, learners=False),
+            )
 
         def minibatch(carry, episodes):
             params, opt_state = carry
@@ -232,12 +237,12 @@ def make_update(
 
 
 def make_trainer(
-    config: Config, coplayer: Agent | None = None, shard: Sharder = no_sharding
+    config: Config, coplayer: Agent | None = None, mesh: Mesh | None = None
 ) -> Trainer:
     """The pure functions of a run described by ``config`` (see ``Trainer``).
 
-    ``shard`` splits each learner's episodes over devices (``sharding.episode_sharder``); it
-    changes where the work runs, not the numbers (up to the order of floating-point sums).
+    ``mesh`` (``sharding.make_mesh``) splits learners and their episodes over devices; it changes
+    where the work runs, not the numbers (up to the order of floating-point sums).
 
     With a frozen ``coplayer`` module, each learner plays its ``config.num_learner_episodes``
     against that agent instead of against the other learners; its parameters live in
@@ -247,7 +252,9 @@ def make_trainer(
     game = environment.make_game(config.game, config.horizon)
     agent = make_agent(config)
     optimizer = make_optimizer(config)
-    update = jax.vmap(make_update(config, agent, optimizer, shard))
+    shard = sharding.episode_sharder(mesh)
+    learner_axis = sharding.LEARNER if sharding.is_sharded(mesh) else None
+    update = jax.vmap(make_update(config, agent, optimizer, shard), spmd_axis_name=learner_axis)
     step = jax.vmap(lambda p, o, g: apply_gradients(optimizer, p, o, g))
 
     def a2c_on_rollout(t: rollout.Transition) -> tuple[jax.Array, losses.LossInfo]:

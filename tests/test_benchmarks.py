@@ -41,8 +41,10 @@ def test_matmul_flops_of_a_tiny_gru_iteration_match_the_hand_count(algo):
     # embeddings' inputs; every other matmul costs twice its forward (weights and inputs).
     forward = 2 * (8 * e + 3 * e * h + 3 * h * h + 3 * h)
     backward = 2 * 8 * e + 2 * 2 * (3 * e * h + 3 * h * h + 3 * h)
-    passes = 1 if algo == "a2c" else config.ppo_epochs  # PPO: every episode once per epoch
-    expected = t * rows * (forward + passes * (forward + backward))
+    if algo == "a2c":  # differentiates its own rollout: one forward, one backward
+        expected = t * rows * (forward + backward)
+    else:  # the rollout, then every episode forward and backward once per epoch
+        expected = t * rows * (forward + config.ppo_epochs * (forward + backward))
     assert sps.iteration_flops(config).matmul == expected
 
 

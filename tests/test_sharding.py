@@ -39,6 +39,7 @@ for backbone, algo in [("gru", "a2c"), ("transformer", "ppo")]:
         for _ in range(2):
             state, metrics = chunk(state)
         runs.append((sharding.to_host(state.params), jax.device_get(metrics)))
+    out["params_spec"] = str(jax.tree.leaves(state.params)[0].sharding.spec)
     (p1, m1), (p8, m8) = runs
     out[backbone + "-" + algo] = {
         "params": max(float(np.max(np.abs(a - b))) for a, b in zip(
@@ -47,9 +48,9 @@ for backbone, algo in [("gru", "a2c"), ("transformer", "ppo")]:
         "param_scale": max(float(np.max(np.abs(a))) for a in jax.tree.leaves(p1)),
     }
 
-# Where the rollout's episodes live: split 8 ways along the seat axis.
+# Where the rollout's episodes live: one seed, so learners 2 ways and seats 4 ways.
 cfg = config.preset("tiny").replace(num_episodes=32)
-mesh = sharding.make_mesh(1)
+mesh = sharding.make_mesh(1, 2)
 agent = train.make_agent(cfg)
 params = jax.vmap(lambda k: train.init_params(agent, k))(jax.random.split(jax.random.key(0), 2))
 coplayers = strategies.sample_coplayers(jax.random.key(1), (2, cfg.num_tabular_episodes), "uniform")
@@ -70,7 +71,7 @@ def _env(devices: int) -> dict:
     return os.environ | {"XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"}
 
 
-def test_eight_devices_train_like_one_and_split_the_episodes():
+def test_eight_devices_train_like_one_and_split_learners_and_episodes():
     done = subprocess.run(
         [sys.executable, "-c", SAME_RUN_ON_1_AND_8_DEVICES],
         cwd=REPO,
@@ -85,10 +86,12 @@ def test_eight_devices_train_like_one_and_split_the_episodes():
         # Same seed, same numbers: only the order of the gradient sums differs.
         assert result[name]["params"] < 1e-5 * max(1.0, result[name]["param_scale"]), name
         assert result[name]["metrics"] < 1e-4, name
-    # One seed: all 8 devices split the episodes; 32 seats per learner -> 4 per device.
-    assert result["mesh"] == {"seed": 1, "episode": 8}
-    assert "episode" in result["action_spec"]
-    assert result["action_shard_shape"] == [2, 8, 4]  # [N, T, B / 8]
+    # 2 seeds x 2 learners x 2 episode shards for training; parameters split by seed and learner.
+    assert result["params_spec"] == "P('seed', 'learner')"
+    # One seed: learners 2 ways, the 32 seats per learner 4 ways (8 per device).
+    assert result["mesh"] == {"seed": 1, "learner": 2, "episode": 4}
+    assert result["action_spec"] == "P('learner', None, 'episode')"
+    assert result["action_shard_shape"] == [1, 8, 8]  # [N / 2, T, B / 4]
 
 
 def _free_port() -> int:
