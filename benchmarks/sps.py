@@ -364,13 +364,6 @@ def table(result: dict) -> str:
 # --- Command line -------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad flags stop with one ``cli.UsageError`` line (``cli.main_guard``), no usage dump."""
-
-    def error(self, message):
-        raise cli.UsageError(message)
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -382,7 +375,7 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(description=__doc__.splitlines()[0])
+    p = cli.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=sorted(PRESETS), help=f"default {FULL['preset']}")
     p.add_argument(
         "--backbones", nargs="+", choices=sorted(BACKBONES), default=sorted(BACKBONES), help="all"

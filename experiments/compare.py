@@ -10,7 +10,6 @@ co-players (mean over learners, mean ± std over seeds). The table gives the mea
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def plot(histories: dict[str, dict[str, np.ndarray]], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="results folders")
     p.add_argument("--labels", nargs="+", help="one label per run (default: folder names)")
     p.add_argument("--out", type=Path, default=Path("compare.png"), help="figure to write")

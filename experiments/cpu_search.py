@@ -12,7 +12,6 @@ Points already finished (their ``summary.json`` exists) are skipped, so the sear
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcoop import records, runner
+from jaxcoop import cli, records, runner
 from jaxcoop.config import Config, preset
 
 #: The base point: the cpu preset's sizes with the paper's U(0, 1) pool, p_tabular and entropy
@@ -79,7 +78,7 @@ def played_cooperation(run_dir: Path) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/cpu-search"))
     p.add_argument("--agent-steps", type=float, default=2e7, help="budget per seed and point")
     p.add_argument("--only", default="", help="comma-separated grid point names")
@@ -142,4 +141,4 @@ def plot_grid(out: Path, names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main_guard(main))

@@ -56,8 +56,16 @@ def default_preset() -> tuple[str, str]:
     return "cpu", "no accelerator found (JAX backend 'cpu'): the scaled-down cpu preset"
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose errors are one ``UsageError`` line (through ``main_guard``,
+    exit status 2) instead of the usage text; ``--help`` still prints everything."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=description,
         epilog="Every Config field is also a flag: " + " ".join(map(_flag, field_names())),
     )

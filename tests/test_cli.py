@@ -84,6 +84,8 @@ def test_an_existing_run_folder_is_refused_and_left_untouched(tiny_run):
         (["--preset", "tiny", "--algo", "sac"], "algo='sac' is invalid; allowed: ['a2c', 'ppo']"),
         (["--preset", "tiny", "--num-episodes", "15"], "num_episodes=15 is invalid"),
         (["--preset", "tiny", "--lr"], "--lr needs a value"),
+        (["--preset"], "argument --preset: expected one argument"),  # argparse's own errors too
+        (["--preset", "tiny", "--devices", "two"], "argument --devices: invalid int value"),
     ],
 )
 def test_bad_command_lines_stop_with_one_message_before_compiling(argv, message, capsys, tmp_path):
