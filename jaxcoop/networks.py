@@ -42,6 +42,43 @@ class Affine(nn.Module):
         self.bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
 
 
+def _gru_forward(params, h_BxH: jax.Array, x_BxE: jax.Array):
+    w_in, b_in, w_hidden, b_hidden_n = params
+    size = h_BxH.shape[-1]
+    gx = x_BxE @ w_in + b_in[None]
+    gh = h_BxH @ w_hidden
+    r = jax.nn.sigmoid(gx[:, :size] + gh[:, :size])
+    z = jax.nn.sigmoid(gx[:, size : 2 * size] + gh[:, size : 2 * size])
+    hn = gh[:, 2 * size :] + b_hidden_n[None]
+    n = jnp.tanh(gx[:, 2 * size :] + r * hn)
+    return (1.0 - z) * n + z * h_BxH, (params, h_BxH, x_BxE, r, z, n, hn)
+
+
+def _gru_backward(residuals, dh_new_BxH):
+    (w_in, _, w_hidden, _), h, x, r, z, n, hn = residuals
+    d_n = dh_new_BxH * (1.0 - z) * (1.0 - n * n)  # through tanh
+    d_r = d_n * hn * r * (1.0 - r)
+    d_z = dh_new_BxH * (h - n) * z * (1.0 - z)
+    d_hn = d_n * r
+    dgx_Bx3H = jnp.concatenate([d_r, d_z, d_n], axis=-1)
+    dgh_Bx3H = jnp.concatenate([d_r, d_z, d_hn], axis=-1)
+    grads = (x.T @ dgx_Bx3H, dgx_Bx3H.sum(0), h.T @ dgh_Bx3H, d_hn.sum(0))
+    return grads, dh_new_BxH * z + dgh_Bx3H @ w_hidden.T, dgx_Bx3H @ w_in.T
+
+
+@jax.custom_vjp
+def gru_cell(params, h_BxH: jax.Array, x_BxE: jax.Array) -> jax.Array:
+    """One GRU step (flax GRUCell equations, gate order r, z, n) with a hand-written backward
+    pass: the gates' cotangents in one elementwise pass, then the four matmuls. ``params``:
+    input kernel ``[E, 3H]``, input bias ``[3H]``, hidden kernel ``[H, 3H]``, ``n``-gate hidden
+    bias ``[H]``. Same values and gradients as automatic differentiation of the equations, and
+    measured 1.2x faster for the whole training iteration on CPU (benchmarks/README.md)."""
+    return _gru_forward(params, h_BxH, x_BxE)[0]
+
+
+gru_cell.defvjp(_gru_forward, _gru_backward)
+
+
 class GRU(nn.Module):
     """GRU with fused gate matmuls (flax GRUCell equations, gate order r, z, n).
 
@@ -64,30 +101,18 @@ class GRU(nn.Module):
     def initial_carry(self, batch_size: int) -> jax.Array:
         return jnp.zeros((batch_size, self.hidden_dim), jnp.float32)
 
-    def _cell(self, params, h_BxH: jax.Array, x_BxE: jax.Array) -> jax.Array:
-        """One GRU step with explicit ``params`` (input kernel, bias, hidden kernel, bias_n)."""
-        w_in, b_in, w_hidden, b_hidden_n = params
-        gx = x_BxE @ w_in + b_in[None]
-        gh = h_BxH @ w_hidden
-        xr, xz, xn = jnp.split(gx, 3, axis=-1)
-        hr, hz, hn = jnp.split(gh, 3, axis=-1)
-        r = jax.nn.sigmoid(xr + hr)
-        z = jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * (hn + b_hidden_n[None]))
-        return (1.0 - z) * n + z * h_BxH
-
     def _params(self):
         return self.input_proj.kernel, self.input_proj.bias, self.w_hidden, self.b_hidden_n
 
     def step(self, carry: jax.Array, x_BxE: jax.Array) -> tuple[jax.Array, jax.Array]:
-        h = self._cell(self._params(), carry, x_BxE)
+        h = gru_cell(self._params(), carry, x_BxE)
         return h, h
 
     def sequence(self, x_TxBxE: jax.Array) -> jax.Array:
         params = self._params()  # read outside the scan body (flax creates them at init)
 
         def body(h, x_BxE):
-            h = self._cell(params, h, x_BxE)
+            h = gru_cell(params, h, x_BxE)
             return h, h
 
         _, h_TxBxH = jax.lax.scan(body, self.initial_carry(x_TxBxE.shape[1]), x_TxBxE)
