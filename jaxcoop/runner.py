@@ -149,7 +149,8 @@ def make_mesh_trainer(
     devices: Sequence[jax.Device] | None = None,
     coplayer: Agent | None = None,
 ) -> tuple[Mesh, Trainer]:
-    """The mesh over ``devices`` (default: all) and the trainer whose episodes it splits."""
+    """The mesh over ``devices`` (default: all) and the trainer whose learners and episodes it
+    splits."""
     mesh = sharding.make_mesh(config.num_seeds, config.num_learners, devices)
     return mesh, make_trainer(config, coplayer, mesh)
 
