@@ -99,8 +99,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
     hosts = p.add_argument_group(
         "devices and hosts",
-        "a run uses every device it sees (seeds, then each learner's episodes, split over them; "
-        "the numbers do not depend on the device count up to float32 rounding)",
+        "a run uses every device it sees (seeds, then learners, then each learner's episodes split "
+        "over them; the numbers do not depend on the device count up to float32 rounding)",
     )
     hosts.add_argument(
         "--devices", type=int, metavar="N", help="use only the first N devices (default: all)"
