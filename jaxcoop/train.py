@@ -145,6 +145,33 @@ def advantages_and_targets(config: Config, t: rollout.Transition) -> tuple[jax.A
     return advantages, targets
 
 
+def algorithm_loss(
+    config: Config,
+    logits: jax.Array,
+    values: jax.Array,
+    t: rollout.Transition,
+    advantages: jax.Array,
+    targets: jax.Array,
+) -> tuple[jax.Array, losses.LossInfo]:
+    """``config.algo``'s loss of one learner's ``logits [T, B, 2]`` and ``values [T, B]`` on the
+    actions (and, for PPO, the acting log-probabilities) of its transitions ``t``."""
+    if config.algo == "a2c":
+        return losses.a2c_loss(
+            logits, values, t.action, advantages, targets, config.ent_coef, config.vf_coef
+        )
+    return losses.ppo_loss(
+        logits,
+        values,
+        t.action,
+        t.log_prob,
+        advantages,
+        targets,
+        config.clip_eps,
+        config.ent_coef,
+        config.vf_coef,
+    )
+
+
 def apply_gradients(optimizer: optax.GradientTransformation, params, opt_state, grads):
     """One optimizer step of one learner: ``(params, opt_state, grad_norm)``."""
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -171,21 +198,7 @@ def make_update(
     def loss_fn(params, batch: rollout.Batch, advantages, targets):
         t = batch.transition
         logits, values = agent.apply(params, rollout.round_inputs(t), batch.opponent_id)
-        if config.algo == "a2c":
-            return losses.a2c_loss(
-                logits, values, t.action, advantages, targets, config.ent_coef, config.vf_coef
-            )
-        return losses.ppo_loss(
-            logits,
-            values,
-            t.action,
-            t.log_prob,
-            advantages,
-            targets,
-            config.clip_eps,
-            config.ent_coef,
-            config.vf_coef,
-        )
+        return algorithm_loss(config, logits, values, t, advantages, targets)
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
@@ -260,9 +273,7 @@ def make_trainer(
     def a2c_on_rollout(t: rollout.Transition) -> tuple[jax.Array, losses.LossInfo]:
         """One learner's A2C loss on its rollout's own (differentiable) logits and values."""
         advantages, targets = advantages_and_targets(config, t)
-        return losses.a2c_loss(
-            t.logits, t.value, t.action, advantages, targets, config.ent_coef, config.vf_coef
-        )
+        return algorithm_loss(config, t.logits, t.value, t, advantages, targets)
 
     n = config.num_learners
     num_frozen = 0 if coplayer is None else config.num_learner_episodes
