@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcoop import cli, records, runner
+from jaxcoop import cli, figures, records, runner
 from jaxcoop.config import Config, preset
 
 #: The base point: the cpu preset's sizes with the paper's U(0, 1) pool, p_tabular and entropy
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
 
 def plot_grid(out: Path, names: list[str]) -> None:
     """All points' cooperation curves (vs learner, vs tabular) in one figure."""
-    plt = records.pyplot()
+    plt = figures.pyplot()
     cols = 4
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(
@@ -128,7 +128,7 @@ def plot_grid(out: Path, names: list[str]) -> None:
         window = max(1, len(m["iteration"]) // 50)
         for key, color in (("coop_vs_learner", "tab:blue"), ("coop_vs_tabular", "tab:red")):
             if not np.all(np.isnan(m[key])):
-                curve = records.smooth(m[key].mean(axis=2), window).mean(axis=0)
+                curve = figures.smooth(m[key].mean(axis=2), window).mean(axis=0)
                 ax.plot(m["iteration"], curve, color=color, label=key)
         ax.set_title(name, fontsize=9)
         ax.set_ylim(-0.02, 1.02)

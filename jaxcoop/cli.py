@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 
 from jaxcoop import sharding
-from jaxcoop.config import PRESETS, RESUMABLE_FIELDS, Config, field_names, preset
+from jaxcoop.config import PRESETS, RESUMABLE_FIELDS, SCALES, Config, field_names, preset
 from jaxcoop.loggers import LoggerUnavailable
 from jaxcoop.records import RunFolderError
 from jaxcoop.trained import Source
@@ -48,12 +48,18 @@ def _parse_value(name: str, kind: str, text: str):
         raise UsageError(f"{_flag(name)} {text!r} is invalid; allowed: {allowed}") from None
 
 
-def default_preset() -> tuple[str, str]:
-    """``('mixed-pool', why)`` on an accelerator, ``('cpu', why)`` otherwise."""
+def default_scale() -> tuple[str, str]:
+    """``('paper', why)`` on an accelerator, ``('cpu', why)`` otherwise."""
     backend = jax.default_backend()
     if backend in ("gpu", "tpu", "cuda", "rocm"):
-        return "mixed-pool", f"an accelerator ({backend}) is present: paper scale"
-    return "cpu", "no accelerator found (JAX backend 'cpu'): the scaled-down cpu preset"
+        return "paper", f"an accelerator ({backend}) is present: paper scale"
+    return "cpu", "no accelerator found (JAX backend 'cpu'): scaled down for a CPU"
+
+
+def default_preset() -> tuple[str, str]:
+    """``('mixed-pool', why)`` on an accelerator, ``('cpu', why)`` otherwise."""
+    scale, why = default_scale()
+    return ("mixed-pool" if scale == "paper" else "cpu"), why
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -162,14 +168,10 @@ class Command(NamedTuple):
     devices: list | None = None
 
 
-def parse(argv: list[str] | None, description: str) -> Command:
-    """Parse a command line (see ``Command``); with ``--distributed`` (or ``--coordinator`` ...)
-    this process joins the multi-host run first."""
-    p = parser(description)
-    args, rest = p.parse_known_args(argv)
-    _join_hosts(args)
+def field_changes(rest: list[str]) -> dict:
+    """Config field flags (``--lr 1e-3`` or ``--lr=1e-3``) as ``{field: value}``."""
     kinds = {f.name: f.type for f in dataclasses.fields(Config)}
-    changes, i = {}, 0
+    rest, changes, i = list(rest), {}, 0
     while i < len(rest):
         flag = rest[i]
         if flag.startswith("--") and "=" in flag:
@@ -185,6 +187,16 @@ def parse(argv: list[str] | None, description: str) -> Command:
             raise UsageError(f"{flag} needs a value")
         changes[name] = _parse_value(name, kinds[name], rest[i + 1])
         i += 2
+    return changes
+
+
+def parse(argv: list[str] | None, description: str) -> Command:
+    """Parse a command line (see ``Command``); with ``--distributed`` (or ``--coordinator`` ...)
+    this process joins the multi-host run first."""
+    p = parser(description)
+    args, rest = p.parse_known_args(argv)
+    _join_hosts(args)
+    changes = field_changes(rest)
     logging = dict(tensorboard=args.tensorboard, wandb=args.wandb, devices=_devices(args.devices))
     if args.resume is not None:
         for flag, given in [
@@ -226,6 +238,49 @@ def parse(argv: list[str] | None, description: str) -> Command:
         else Source.parse(args.frozen_coplayer),
         **logging,
     )
+
+
+class ExperimentCommand(NamedTuple):
+    """A parsed experiment command line: the ``scale`` (``config.SCALES``) and why, the results
+    folder, the backbone, the field overrides applied to every run, and the devices."""
+
+    scale: str
+    why: str
+    out: Path
+    backbone: str | None
+    changes: dict
+    devices: list | None = None
+
+
+def parse_experiment(argv: list[str] | None, description: str, name: str) -> ExperimentCommand:
+    """Parse an experiment's command line: ``--preset {paper,cpu,tiny}`` (the scale; default
+    paper on an accelerator, cpu otherwise), ``--out``, ``--devices`` and any config field flag
+    (``--algo ppo``, ``--backbone transformer``, ``--num-seeds 5``), applied to every run."""
+    p = ArgumentParser(
+        description=description,
+        epilog="Every Config field is also a flag, applied to every run: "
+        + " ".join(map(_flag, field_names())),
+    )
+    p.add_argument(
+        "--preset",
+        choices=SCALES,
+        help="the scale: paper (Table 2, 10 seeds; for accelerators), cpu (2 CPU cores, about "
+        "20 minutes), tiny (seconds); default: paper on an accelerator, cpu otherwise",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"experiment folder (default: runs/{name}-<preset>-<algo>-<backbone>); run the same "
+        "command again to continue an interrupted experiment (finished runs are kept)",
+    )
+    p.add_argument("--devices", type=int, metavar="N", help="use only the first N devices")
+    args, rest = p.parse_known_args(argv)
+    changes = field_changes(rest)
+    scale, why = default_scale() if args.preset is None else (args.preset, "chosen with --preset")
+    backbone = changes.pop("backbone", None)
+    algo = changes.get("algo", "a2c")
+    out = args.out or Path("runs") / f"{name}-{scale}-{algo}-{backbone or 'gru'}"
+    return ExperimentCommand(scale, why, out, backbone, changes, _devices(args.devices))
 
 
 def main_guard(fn, argv=None) -> int:

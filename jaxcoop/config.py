@@ -220,41 +220,47 @@ def step1_tabular() -> Config:
     )
 
 
+def step2_extort() -> Config:
+    """Fig. 2 step 2: new agents against a frozen step-1 agent only (give ``--frozen-coplayer``).
+    Two independent learners, so that step 3 has two different extortioners to start from."""
+    return Config(
+        num_learners=2,
+        num_episodes=2048,
+        p_tabular=0.0,
+        reward_scale=0.05,
+        gae_lambda=1.0,
+        ent_coef=0.001,
+        lr=5e-3,
+        normalize_advantages=False,
+        num_iterations=100_000,
+    )
+
+
+def step3_mutual() -> Config:
+    """Fig. 2 step 3: two learners started from step-2 extortioners (``--init-from``) against
+    each other."""
+    return Config(
+        num_learners=2,
+        num_episodes=4096,
+        p_tabular=0.0,
+        reward_scale=0.02,
+        gae_lambda=0.95,
+        ent_coef=0.001,
+        lr=5e-4,
+        normalize_advantages=True,
+        num_iterations=10_000,
+    )
+
+
 def cpu() -> Config:
     """The mixed pool scaled to a 2-core CPU (3 seeds in about 9.5 minutes; README, "The cpu
-    preset"). Found by ``python -m experiments.cpu_search``: 20-round episodes, a 32-unit GRU,
-    128 episodes per update of which 3/4 against tabular co-players, entropy 0.03, and tabular
-    co-players drawn from the named strategies (``pool="named"``): with the paper's U(0, 1) pool
-    no searched setting left mutual defection within the CPU budget.
-    """
-    return Config(
-        horizon=20,
-        hidden_dim=32,
-        num_episodes=128,
-        pool="named",
-        p_tabular=0.75,
-        lr=1e-3,
-        ent_coef=0.03,
-        reward_scale=0.1,
-        num_iterations=20_000,
-        chunk_iterations=500,
-        num_seeds=3,
-    )
+    preset"): ``scaled("mixed-pool", "cpu")``."""
+    return scaled("mixed-pool", "cpu")
 
 
 def tiny() -> Config:
-    """Seconds end to end: tests and smoke checks."""
-    return Config(
-        horizon=8,
-        num_episodes=16,
-        embed_dim=8,
-        hidden_dim=16,
-        lr=3e-3,
-        num_iterations=6,
-        chunk_iterations=3,
-        ppo_minibatches=2,
-        ppo_epochs=2,
-    )
+    """Seconds end to end: tests and smoke checks (``scaled("mixed-pool", "tiny")``)."""
+    return scaled("mixed-pool", "tiny")
 
 
 PRESETS: dict[str, Callable[[], Config]] = {
@@ -262,34 +268,94 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "opponent-id": opponent_id,
     "no-tabular": no_tabular,
     "step1-tabular": step1_tabular,
+    "step2-extort": step2_extort,
+    "step3-mutual": step3_mutual,
     "cpu": cpu,
     "tiny": tiny,
 }
 
 
-#: Settings a backbone brings into a preset that does not use it already (applied by
-#: ``preset(name, backbone)``; explicit field overrides still win). Keyed by backbone, then by
-#: preset name (``"*"``: every other preset).
+#: The scale of each preset below the paper's (``preset`` switches backbones at that scale).
+PRESET_SCALES = {"cpu": "cpu", "tiny": "tiny"}
+#: Presets at the paper's scale: the ones ``scaled`` resizes.
+PAPER_PRESETS = tuple(name for name in PRESETS if name not in PRESET_SCALES)
+SCALES = ("paper", "cpu", "tiny")
+
+#: What a scale changes in a paper preset (``scaled``): ``"*"`` for every preset, then per
+#: preset. The cpu scale is the ``cpu`` preset found by ``python -m experiments.cpu_search``
+#: (README, "The cpu preset"): 20-round episodes, a 32-unit GRU, 128 episodes per update, 3
+#: seeds, tabular co-players drawn from the named strategies (``pool="named"``: with the paper's
+#: U(0, 1) pool no searched setting left mutual defection within a CPU budget); its mixed pool
+#: (and the ablations, which change one thing each) also take 3/4 tabular episodes, entropy
+#: 0.03 and reward rescaling 0.1. The other presets keep their Table 2 hyperparameters.
+_CPU_MIXED = dict(p_tabular=0.75, ent_coef=0.03, reward_scale=0.1)
+SCALE_CHANGES: dict[str, dict[str, dict]] = {
+    "paper": {"*": dict(num_seeds=10)},
+    "cpu": {
+        "*": dict(
+            horizon=20,
+            hidden_dim=32,
+            num_episodes=128,
+            pool="named",
+            num_seeds=3,
+            num_iterations=20_000,
+            chunk_iterations=500,
+        ),
+        "mixed-pool": _CPU_MIXED,
+        "opponent-id": _CPU_MIXED,
+        "no-tabular": {**_CPU_MIXED, "p_tabular": 0.0},
+    },
+    "tiny": {
+        "*": dict(
+            horizon=8,
+            num_episodes=16,
+            embed_dim=8,
+            hidden_dim=16,
+            lr=3e-3,
+            num_iterations=6,
+            chunk_iterations=3,
+            ppo_minibatches=2,
+            ppo_epochs=2,
+        )
+    },
+}
+
+#: Settings a backbone brings into a config that does not use it already, per scale
+#: (explicit field overrides still win).
 BACKBONE_DEFAULTS: dict[str, dict[str, dict]] = {
-    "gru": {"*": {}},
+    "gru": {"paper": {}, "cpu": {}, "tiny": {}},
     "transformer": {
-        "*": dict(hidden_dim=64, num_layers=2, num_heads=4),
+        "paper": dict(hidden_dim=64, num_layers=2, num_heads=4),
         "cpu": dict(hidden_dim=32, num_layers=2, num_heads=4),  # 2-core CPU budget
         "tiny": dict(hidden_dim=16, num_layers=1, num_heads=2),
     },
 }
 
 
+def _switch_backbone(config: Config, backbone: str | None, scale: str) -> Config:
+    if backbone is None or backbone == config.backbone:
+        return config
+    if backbone not in BACKBONE_DEFAULTS:
+        raise ValueError(
+            f"config field backbone={backbone!r} is invalid; allowed: {sorted(BACKBONES)}"
+        )
+    return config.replace(backbone=backbone, **BACKBONE_DEFAULTS[backbone][scale])
+
+
 def preset(name: str, backbone: str | None = None) -> Config:
     """The named preset (``PRESETS``), switched to ``backbone`` with its ``BACKBONE_DEFAULTS``."""
     if name not in PRESETS:
         raise ValueError(f"preset {name!r} is unknown; allowed: {sorted(PRESETS)}")
-    config = PRESETS[name]()
-    if backbone is not None and backbone != config.backbone:
-        if backbone not in BACKBONE_DEFAULTS:
-            raise ValueError(
-                f"config field backbone={backbone!r} is invalid; allowed: {sorted(BACKBONES)}"
-            )
-        defaults = BACKBONE_DEFAULTS[backbone]
-        config = config.replace(backbone=backbone, **defaults.get(name, defaults["*"]))
-    return config
+    return _switch_backbone(PRESETS[name](), backbone, PRESET_SCALES.get(name, "paper"))
+
+
+def scaled(name: str, scale: str, backbone: str | None = None) -> Config:
+    """Paper preset ``name`` (``PAPER_PRESETS``) at ``scale`` (``SCALES``: ``SCALE_CHANGES``),
+    switched to ``backbone`` with its ``BACKBONE_DEFAULTS`` at that scale."""
+    if name not in PAPER_PRESETS:
+        raise ValueError(f"preset {name!r} is not a paper preset; allowed: {list(PAPER_PRESETS)}")
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r} is unknown; allowed: {list(SCALES)}")
+    changes = SCALE_CHANGES[scale]
+    config = PRESETS[name]().replace(**{**changes["*"], **changes.get(name, {})})
+    return _switch_backbone(config, backbone, scale)

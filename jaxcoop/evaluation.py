@@ -1,10 +1,18 @@
-"""Evaluating trained agents by play: within-episode cooperation and reward against named tabular
-co-players and the random pool."""
+"""The evaluation suite: trained agents and tabular strategies in play, with standard errors.
+
+A ``Player`` is one side of a match: a trained agent (module and unstacked parameters) or tabular
+strategies. ``match`` plays two players (compiled once per pair of modules, episode count and
+horizon, for any parameters); ``curves`` turns the episodes into per-round (within-episode)
+cooperation and reward of both sides, with episode averages and their standard errors.
+``evaluate_learners`` plays every learner of a run against a panel of co-players and against the
+other learners of its seed; ``cross_play`` plays every player against every co-player and
+``cross_play_table`` prints the result.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,10 +21,29 @@ import numpy as np
 from jaxcoop import strategies
 from jaxcoop.environment import NUM_STATES, C, Game
 from jaxcoop.networks import Agent
-from jaxcoop.rollout import Episodes, agent_policy, play
+from jaxcoop.rollout import Episodes, Policy, agent_policy, play, tabular_policy
 
-#: Co-players of the paper's within-episode panels (Fig. 2); ``"pool"`` adds U(0, 1) draws.
+#: Co-players of the paper's within-episode panels (Fig. 2). A co-player name is a strategy of
+#: ``strategies.NAMED``, ``"pool"`` (fresh U(0, 1) draws: the paper's average tabular
+#: co-player) or another tabular pool of ``strategies.POOLS`` (e.g. ``"named"``).
 PANEL = ("tit_for_tat", "always_cooperate", "always_defect", "win_stay_lose_shift", "pool")
+#: The co-player name of "the other learners of the same seed" in ``evaluate_learners``.
+LEARNER = "learner"
+#: What ``curves`` measures, player 0's side first.
+SIDES = ("coop", "reward", "coplayer_coop", "coplayer_reward")
+
+
+class Player(NamedTuple):
+    """One side of a match: a trained agent (``agent`` module, unstacked ``params``) or tabular
+    strategies (``agent=None``, ``params`` a strategy ``[5]`` or one per episode ``[E, 5]``)."""
+
+    agent: Agent | None
+    params: Any
+
+
+def tabular(theta: jax.Array) -> Player:
+    """A tabular strategy ``[5]`` (or one per episode, ``[E, 5]``) as a ``Player``."""
+    return Player(None, jnp.asarray(theta, jnp.float32))
 
 
 def learner_params(params: Any, *index: int) -> Any:
@@ -24,40 +51,78 @@ def learner_params(params: Any, *index: int) -> Any:
     return jax.tree.map(lambda x: x[index], params)
 
 
-def make_versus_tabular(
-    agent: Agent, game: Game, num_episodes: int
-) -> Callable[[Any, jax.Array, jax.Array], Episodes]:
-    """A jitted ``f(params, thetas [E, 5], key) -> Episodes``: one agent (player 0, unstacked
-    ``params``) against one tabular strategy per episode. Compiles once for any params."""
-
-    def versus(params, thetas_Ex5, key):
-        return play(agent_policy(agent, params), thetas_Ex5, key, num_episodes, game)
-
-    return jax.jit(versus)
+def _policy(agent: Agent | None, params: Any) -> Policy:
+    return tabular_policy(params) if agent is None else agent_policy(agent, params)
 
 
-def panel_thetas(key: jax.Array, num_episodes: int, coplayers=PANEL) -> dict[str, jax.Array]:
-    """Co-players ``[E, 5]`` per panel name (named strategies repeated; ``"pool"`` sampled)."""
+@functools.lru_cache(maxsize=64)
+def _compiled_match(agent_a: Agent | None, agent_b: Agent | None, num_episodes: int, horizon: int):
+    def run(params_a, params_b, payoffs, key):
+        game = Game(payoffs, horizon)
+        policies = _policy(agent_a, params_a), _policy(agent_b, params_b)
+        return play(*policies, key, num_episodes, game)
+
+    return jax.jit(run)
+
+
+def match(a: Player, b: Player, key: jax.Array, num_episodes: int, game: Game) -> Episodes:
+    """``num_episodes`` episodes of ``a`` (player 0) against ``b`` (player 1), ``[E, T, 2]``."""
+    run = _compiled_match(a.agent, b.agent, num_episodes, game.horizon)
+    return run(a.params, b.params, game.payoffs, key)
+
+
+def curves(episodes: Episodes) -> dict[str, np.ndarray]:
+    """What happened in ``episodes``, from player 0's side.
+
+    Returns:
+      for each of ``SIDES`` (player 0's cooperation and reward, then its co-player's): the
+      per-round mean over episodes ``[T]``, ``<name>_mean`` (the average over rounds and
+      episodes) and ``<name>_se`` (the standard error of that average over episodes).
+    """
+    actions = np.asarray(episodes.actions)
+    rewards = np.asarray(episodes.rewards, dtype=np.float64)
+    per_episode_round = {
+        "coop": actions[..., 0] == C,
+        "reward": rewards[..., 0],
+        "coplayer_coop": actions[..., 1] == C,
+        "coplayer_reward": rewards[..., 1],
+    }
+    out = {}
+    for name, x_ExT in per_episode_round.items():
+        x_ExT = x_ExT.astype(np.float64)
+        per_episode = x_ExT.mean(axis=1)
+        out[name] = x_ExT.mean(axis=0)
+        out[f"{name}_mean"] = per_episode.mean()
+        out[f"{name}_se"] = per_episode.std(ddof=1) / np.sqrt(len(per_episode))
+    return out
+
+
+def coplayer_thetas(name: str, key: jax.Array, num_episodes: int) -> jax.Array:
+    """The tabular co-players ``[E, 5]`` of a co-player name (see ``PANEL``)."""
+    if name in strategies.NAMED:
+        return jnp.broadcast_to(strategies.NAMED[name](), (num_episodes, NUM_STATES))
+    pool = "uniform" if name == "pool" else name
+    if pool not in strategies.POOLS:
+        allowed = sorted({*strategies.NAMED, "pool", *strategies.POOLS})
+        raise ValueError(f"co-player {name!r} is unknown; allowed: {allowed}")
+    return strategies.sample_coplayers(key, (num_episodes,), pool)
+
+
+def panel(key: jax.Array, num_episodes: int, names=PANEL) -> dict[str, Player]:
+    """The tabular co-players of ``names`` as players (pools drawn once from ``key``)."""
     return {
-        name: strategies.sample_pool(key, (num_episodes,))
-        if name == "pool"
-        else jnp.broadcast_to(strategies.NAMED[name](), (num_episodes, NUM_STATES))
-        for name in coplayers
+        name: tabular(coplayer_thetas(name, jax.random.fold_in(key, i), num_episodes))
+        for i, name in enumerate(names)
     }
 
 
-def episode_curves(episodes: Episodes) -> dict[str, np.ndarray]:
-    """Per-round means over episodes ``[T]`` of player 0's cooperation and both rewards, with
-    the standard errors of the episode means (``*_se``, scalars)."""
-    coop_ExT = np.asarray(episodes.actions[..., 0] == C, dtype=np.float64)
-    reward_ExT = np.asarray(episodes.rewards[..., 0], dtype=np.float64)
-    sqrt_e = np.sqrt(coop_ExT.shape[0])
+def trained_players(agent: Agent, params: Any) -> dict[str, Player]:
+    """Every learner of stacked ``params`` ``[S, N, ...]`` as a player named ``s<S>/L<N>``."""
+    seeds, learners = jax.tree.leaves(params)[0].shape[:2]
     return {
-        "coop": coop_ExT.mean(0),
-        "reward": reward_ExT.mean(0),
-        "coplayer_reward": np.asarray(episodes.rewards[..., 1], dtype=np.float64).mean(0),
-        "coop_se": coop_ExT.mean(1).std() / sqrt_e,
-        "reward_se": reward_ExT.mean(1).std() / sqrt_e,
+        f"s{s}/L{n}": Player(agent, learner_params(params, s, n))
+        for s in range(seeds)
+        for n in range(learners)
     }
 
 
@@ -69,42 +134,83 @@ def evaluate_learners(
     num_episodes: int = 256,
     coplayers=PANEL,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Every learner of a run against the panel.
+    """Every learner of a run against the ``coplayers`` and (with two or more learners) against
+    the next learner of its seed (co-player ``LEARNER``: learner ``n`` meets ``(n + 1) % N``).
 
     Args:
       params: stacked ``[S, N, ...]`` (seeds, learners).
 
     Returns:
-      per co-player name: ``coop``, ``reward``, ``coplayer_reward`` as ``[S, N, T]`` per-round
-      means over ``num_episodes`` episodes.
+      per co-player name and each of ``SIDES``: per-round means ``[S, N, T]`` over
+      ``num_episodes`` episodes, and ``<side>_se`` ``[S, N]`` (standard errors of the averages).
     """
-    versus = make_versus_tabular(agent, game, num_episodes)
     seeds, learners = jax.tree.leaves(params)[0].shape[:2]
-    thetas = panel_thetas(jax.random.fold_in(key, 0), num_episodes, coplayers)
-    out = {name: {"coop": [], "reward": [], "coplayer_reward": []} for name in coplayers}
+    opposite = panel(jax.random.fold_in(key, 0), num_episodes, coplayers)
+    names = list(coplayers) + ([LEARNER] if learners > 1 else [])
+    out = {name: {} for name in names}
     for s in range(seeds):
         for n in range(learners):
-            p = learner_params(params, s, n)
-            for i, (name, theta) in enumerate(thetas.items()):
-                curves = episode_curves(versus(p, theta, jax.random.fold_in(key, 1 + i)))
-                for field, values in out[name].items():
-                    values.append(curves[field])
+            me = Player(agent, learner_params(params, s, n))
+            for i, name in enumerate(names):
+                if name == LEARNER:
+                    other = Player(agent, learner_params(params, s, (n + 1) % learners))
+                else:
+                    other = opposite[name]
+                c = curves(match(me, other, jax.random.fold_in(key, 1 + i), num_episodes, game))
+                for side in SIDES:
+                    out[name].setdefault(side, []).append(c[side])
+                    out[name].setdefault(f"{side}_se", []).append(c[f"{side}_se"])
     return {
-        name: {f: np.stack(v).reshape(seeds, learners, -1) for f, v in fields_.items()}
-        for name, fields_ in out.items()
+        name: {f: np.stack(v).reshape(seeds, learners, *np.shape(v[0])) for f, v in r.items()}
+        for name, r in out.items()
     }
 
 
-def summarize(result: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
-    """Episode-average cooperation and reward per co-player and learner from
-    ``evaluate_learners``: mean and std over seeds (lists over learners)."""
+def summarize(result: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict]]:
+    """Episode-average cooperation and reward of both sides per co-player and learner from
+    ``evaluate_learners``: ``mean`` and ``std`` over seeds and the largest standard error of a
+    single learner's average (``se``), as lists over learners."""
     summary = {}
     for name, r in result.items():
         summary[name] = {}
-        for field in ("coop", "reward", "coplayer_reward"):
-            per_seed_SxN = r[field].mean(axis=-1)
-            summary[name][field] = {
+        for side in SIDES:
+            per_seed_SxN = r[side].mean(axis=-1)
+            summary[name][side] = {
                 "mean": per_seed_SxN.mean(0).tolist(),
                 "std": per_seed_SxN.std(0).tolist(),
+                "se": r[f"{side}_se"].max(0).tolist(),
             }
     return summary
+
+
+def cross_play(
+    players: dict[str, Player],
+    coplayers: dict[str, Player],
+    key: jax.Array,
+    num_episodes: int,
+    game: Game,
+) -> list[dict]:
+    """Every player (as player 0) against every co-player: one row per pair with the average
+    cooperation and reward of both sides (``SIDES``) and their standard errors (``*_se``)."""
+    rows = []
+    for i, (name, player) in enumerate(players.items()):
+        for j, (coname, coplayer) in enumerate(coplayers.items()):
+            pair_key = jax.random.fold_in(jax.random.fold_in(key, i), j)
+            c = curves(match(player, coplayer, pair_key, num_episodes, game))
+            row = {"player": name, "coplayer": coname, "episodes": num_episodes}
+            for side in SIDES:
+                row[side], row[f"{side}_se"] = float(c[f"{side}_mean"]), float(c[f"{side}_se"])
+            rows.append(row)
+    return rows
+
+
+def cross_play_table(rows: list[dict]) -> str:
+    """``cross_play``'s rows as a text table (value ± standard error)."""
+    width = max([len(r["player"]) for r in rows] + [len(r["coplayer"]) for r in rows] + [8]) + 2
+    head = f"{'player':<{width}}{'co-player':<{width}}"
+    head += "".join(f"{side.replace('_', ' '):>20}" for side in SIDES)
+    lines = [head]
+    for r in rows:
+        cells = "".join(f"{r[side]:>11.3f} ± {r[f'{side}_se']:.3f}" for side in SIDES)
+        lines.append(f"{r['player']:<{width}}{r['coplayer']:<{width}}{cells}")
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ chunk's metrics off the device, checks them, appends them to ``metrics.csv`` and
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxcoop import checkpoints, evaluation, loggers, records, sharding, trained
+from jaxcoop import checkpoints, evaluation, figures, loggers, records, sharding, trained
 from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
 from jaxcoop.networks import Agent
@@ -265,6 +266,51 @@ def resume(
     return session.train(state, history, ckpt.meta, evaluation_episodes, tensorboard, wandb_project)
 
 
+def run_or_resume(
+    config: Config,
+    run_dir: Path,
+    preset: str | None = None,
+    log: Callable[[str], None] = print,
+    *,
+    init_from: Sequence[trained.Source] = (),
+    frozen_coplayer: trained.Source | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> dict:
+    """One run of a multi-run experiment, brought to its end whatever happened before: a run
+    that finished (``summary.json`` with its evaluation) is kept, an interrupted one is resumed
+    from its newest checkpoint, otherwise a new one starts (``run``). A folder holding a run of
+    another config is refused, naming the fields. Returns the run's summary."""
+    run_dir = Path(run_dir)
+    if not (run_dir / records.CONFIG_FILE).exists():
+        return run(
+            config,
+            run_dir,
+            preset,
+            log,
+            init_from=init_from,
+            frozen_coplayer=frozen_coplayer,
+            devices=devices,
+        )[1]
+    existing, _ = records.read_config(run_dir)
+    differences = [
+        f"{name}: {getattr(existing, name)!r} -> {getattr(config, name)!r}"
+        for name in RESUMABLE_FIELDS
+        if getattr(existing, name) != getattr(config, name)
+    ] + program_differences(existing, config)
+    if differences:
+        raise RunFolderError(
+            f"{run_dir} holds a run of another config ({'; '.join(differences)}); choose "
+            "another --out, or remove that folder"
+        )
+    summary_path = run_dir / records.SUMMARY_FILE
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if "evaluation" in summary:
+            log(f"{run_dir}: finished before, kept")
+            return summary
+    return resume(run_dir, log=log, devices=devices)[1]
+
+
 def device_name(mesh: Mesh | None = None) -> str:
     """The devices training runs on, e.g. ``"cpu (cpu)"`` or ``"8 x TPU v4 (tpu, 2 processes)"``
     (``mesh``'s, default one device)."""
@@ -383,7 +429,7 @@ class _Session:
                 for name, r in played_summary.items()
             }
             records.write_summary(run_dir, summary)
-            records.plot_within_episode(run_dir, played, title)
+            figures.within_episode(run_dir / records.EVALUATION_PLOT_FILE, played, title)
         sharding.barrier("jaxcoop-run-finished")
         return summary
 
@@ -391,7 +437,7 @@ class _Session:
         """The training curves' plot and the summary of the finished run."""
         config = self.config
         history = records.read_metrics(self.run_dir)
-        records.plot(self.run_dir, history, title)
+        figures.training_curves(self.run_dir / records.PLOT_FILE, history, title)
         agent_steps = config.num_iterations * config.agent_steps_per_iteration * config.num_seeds
         summary = {
             "preset": self.preset,

@@ -147,14 +147,12 @@ def sample_coplayers(key: jax.Array, shape: tuple[int, ...], pool: str = "unifor
     return jnp.broadcast_to(NAMED[pool](), (*shape, NUM_STATES))
 
 
-def expected_rewards(
-    theta_a: jax.Array, theta_b: jax.Array, payoffs: jax.Array, horizon: int
-) -> jax.Array:
-    """Exact expected reward per round ``[2]`` of two tabular strategies over ``horizon`` rounds.
+def markov_chain(theta_a: jax.Array, theta_b: jax.Array, horizon: int) -> jax.Array:
+    """Exact distribution of the joint action in every round ``[T, 4]`` of two tabular strategies.
 
-    Markov chain over the joint action (a's view: CC, CD, DC, DD); b sees the mirrored state.
+    Joint actions in a's view: CC, CD, DC, DD (a's own action first); b sees the mirrored state.
     """
-    theta_a, theta_b, payoffs = (jnp.asarray(x, jnp.float32) for x in (theta_a, theta_b, payoffs))
+    theta_a, theta_b = (jnp.asarray(x, jnp.float32) for x in (theta_a, theta_b))
     mirror = jnp.array([0, 2, 1, 3])
 
     def joint(p_a, p_b):  # distribution over (a, b) in order CC, CD, DC, DD
@@ -163,10 +161,18 @@ def expected_rewards(
         return (pa[..., :, None] * pb[..., None, :]).reshape(*pa.shape[:-1], 4)
 
     transition_4x4 = joint(theta_a[1:], theta_b[1:][mirror])
-    reward_4x2 = payoffs.reshape(4, 2)
 
     def round_(dist_4, _):
-        return dist_4 @ transition_4x4, dist_4 @ reward_4x2
+        return dist_4 @ transition_4x4, dist_4
 
-    _, rewards_Tx2 = jax.lax.scan(round_, joint(theta_a[0], theta_b[0]), None, length=horizon)
-    return rewards_Tx2.mean(axis=0)
+    _, dist_Tx4 = jax.lax.scan(round_, joint(theta_a[0], theta_b[0]), None, length=horizon)
+    return dist_Tx4
+
+
+def expected_rewards(
+    theta_a: jax.Array, theta_b: jax.Array, payoffs: jax.Array, horizon: int
+) -> jax.Array:
+    """Exact expected reward per round ``[2]`` of two tabular strategies over ``horizon`` rounds
+    (the mean over rounds of ``markov_chain``'s distributions times the payoffs)."""
+    reward_4x2 = jnp.asarray(payoffs, jnp.float32).reshape(4, 2)
+    return (markov_chain(theta_a, theta_b, horizon) @ reward_4x2).mean(axis=0)

@@ -56,6 +56,7 @@ def test_summary_and_evaluation_cover_every_learner(tiny_run):
         "always_defect",
         "win_stay_lose_shift",
         "pool",
+        "learner",  # the other learner of the same seed
     }
     # An agent always gets 2 per round against always-cooperate when it defects and 1 when it
     # cooperates: reward = 2 - cooperation, exactly, whatever it learned.

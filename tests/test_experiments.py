@@ -1,0 +1,137 @@
+"""The paper's experiment commands end to end at the tiny scale: their runs, figures and
+results, continuing an experiment, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import ablations, dynamics, mechanism
+from jaxcoop import cli, experiment, records
+
+
+@pytest.fixture(scope="module")
+def ablations_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablations")
+    ablations.main(["--preset", "tiny", "--out", str(out)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def mechanism_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mechanism")
+    mechanism.main(["--preset", "tiny", "--out", str(out)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def dynamics_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dynamics")
+    dynamics.main(["--preset", "tiny", "--out", str(out)])
+    return out
+
+
+def _results(out):
+    return json.loads((out / experiment.RESULTS_FILE).read_text())
+
+
+def test_ablations_runs_the_mixed_pool_and_both_ablations(ablations_dir):
+    assert (ablations_dir / "ablations.png").stat().st_size > 0
+    results = _results(ablations_dir)
+    for name in ablations.RUNS:
+        config, _ = records.read_config(ablations_dir / name)
+        assert (ablations_dir / name / records.SUMMARY_FILE).exists()
+        assert results[name]["paper"] == {k: list(v) for k, v in experiment.PAPER[name].items()}
+        assert set(results[name]["ours"]) == set(experiment.PAPER[name])
+    configs = {name: records.read_config(ablations_dir / name)[0] for name in ablations.RUNS}
+    assert configs["opponent-id"].opponent_id and not configs["mixed-pool"].opponent_id
+    assert configs["no-tabular"].p_tabular == 0.0 and configs["mixed-pool"].p_tabular > 0
+
+
+def test_results_are_the_last_tenth_of_metrics_csv(ablations_dir):
+    metrics = records.read_metrics(ablations_dir / "mixed-pool")
+    last = metrics["coop_vs_learner"][:, -1:].mean(axis=(1, 2))  # 6 updates: the last one
+    ours = _results(ablations_dir)["mixed-pool"]["ours"]["coop_vs_learner"]
+    assert ours["mean"] == pytest.approx(float(last.mean()))
+    assert ours["std"] == pytest.approx(float(last.std()))
+
+
+def test_mechanism_chains_the_three_steps_through_checkpoints(mechanism_dir):
+    assert (mechanism_dir / "mechanism.png").stat().st_size > 0
+    step2 = json.loads((mechanism_dir / "step2-extort" / records.CONFIG_FILE).read_text())
+    step3 = json.loads((mechanism_dir / "step3-mutual" / records.CONFIG_FILE).read_text())
+    assert step2["warm_start"]["frozen_coplayer"]["run"] == str(mechanism_dir / "step1-tabular")
+    assert step3["warm_start"]["init_from"][0]["run"] == str(mechanism_dir / "step2-extort")
+    step1 = records.read_metrics(mechanism_dir / "step1-tabular")
+    assert np.all(np.isnan(step1["coop_vs_learner"])) and step1["coop_vs_tabular"].shape[2] == 1
+    assert not np.any(np.isnan(records.read_metrics(mechanism_dir / "step2-extort")["frozen_coop"]))
+    results = _results(mechanism_dir)
+    assert set(results["step1_within_episode"]) == set(mechanism.STEP1_PANEL)
+    allc = results["step1_within_episode"]["always_cooperate"]
+    np.testing.assert_allclose(allc["reward"], 2 - np.array(allc["coop"]), atol=1e-6)
+    reports = results["step2_extortion"]
+    assert [(r["seed"], r["learner"]) for r in reports] == [(0, 0), (0, 1)]
+    for r in reports:
+        assert sum(r["counts"][1:]) == mechanism.EVALUATION_EPISODES * 7  # 8 rounds, 7 after one
+        assert r["chi"] is None or np.isfinite(r["chi"])
+
+
+def test_dynamics_plays_snapshots_from_early_to_final(dynamics_dir):
+    assert (dynamics_dir / "dynamics.png").stat().st_size > 0
+    snapshots = _results(dynamics_dir)["snapshots"]
+    assert list(snapshots) == ["3", "6"]  # tiny: 6 updates in chunks of 3, all kept
+    assert set(snapshots["6"]) == {*dynamics.COPLAYERS, "learner"}
+    for row in snapshots.values():
+        assert row["always_cooperate"]["reward"] == pytest.approx(
+            2 - row["always_cooperate"]["coop"], abs=1e-6
+        )
+
+
+def test_snapshot_steps_are_the_nearest_checkpoints_without_repeats():
+    assert dynamics.snapshot_steps(list(range(1000, 20_001, 1000))) == [
+        1000,
+        2000,
+        5000,
+        10_000,
+        20_000,
+    ]
+    assert dynamics.snapshot_steps([3, 6]) == [3, 6]
+
+
+def test_running_an_experiment_again_keeps_its_finished_runs(mechanism_dir, capsys):
+    before = {
+        name: (mechanism_dir / name / records.METRICS_FILE).read_bytes()
+        for name in ("step1-tabular", "step2-extort", "step3-mutual")
+    }
+    mechanism.main(["--preset", "tiny", "--out", str(mechanism_dir)])
+    assert capsys.readouterr().out.count("finished before, kept") == 3
+    for name, data in before.items():
+        assert (mechanism_dir / name / records.METRICS_FILE).read_bytes() == data
+
+
+def test_a_folder_of_another_config_is_refused_and_left_untouched(ablations_dir, capsys):
+    before = (ablations_dir / "mixed-pool" / records.METRICS_FILE).read_bytes()
+    code = cli.main_guard(
+        ablations.main, ["--preset", "tiny", "--out", str(ablations_dir), "--lr", "0.01"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "holds a run of another config (lr: 0.003 -> 0.01)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (ablations_dir / "mixed-pool" / records.METRICS_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+        (["--preset", "tiny", "--backbone", "lstm"], "backbone"),
+        (["--preset", "tiny", "--num-seeds", "0"], "num_seeds=0 is invalid"),
+        (["--preset", "tiny", "--no-such-field", "1"], "--no-such-field"),
+    ],
+)
+def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    code = cli.main_guard(mechanism.main, [*argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
