@@ -14,8 +14,9 @@ Then ``<out>/mechanism.png`` (the paper-style panels: step 1's training and its 
 episode against tit-for-tat / always-cooperate / always-defect / the average tabular co-player,
 step 2's rewards and cooperation of both sides, step 3's cooperation), ``<out>/results.json``
 (final values beside the paper's, the step-1 agent's within-episode numbers and the extortion
-fit of every step-2 agent) and a table on stdout. Run the same command again to continue an
-interrupted experiment.
+fit of every step-2 agent), ``<out>/cross_play.txt`` (seed 0's agents of all three steps against
+the named co-players, the U(0, 1) pool and each other) and a table on stdout. Run the same
+command again to continue an interrupted experiment.
 """
 
 from __future__ import annotations
@@ -125,11 +126,15 @@ def main(argv: list[str] | None = None) -> None:
         records.read_metrics(out / "step3-mutual"),
         title,
     )
+    table, rows = experiment.cross_play_runs(
+        out, [r.name for r in todo], jax.random.fold_in(key, 3), EVALUATION_EPISODES
+    )
     results = experiment.results_rows(
         out,
         todo,
         summaries,
         {
+            "cross_play": rows,
             "step1_within_episode": {
                 name: {side: r[side].mean(axis=(0, 1)).tolist() for side in evaluation.SIDES}
                 for name, r in played.items()
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     print(experiment.results_table(results))
     print("step 2 agents against the frozen step-1 agent (extortion fit, chi > 1 extorts):")
     print(extortion_table(reports))
-    print(f"figure: {figure}; results: {path}")
+    print(f"figure: {figure}; results: {path}; cross-play table: {table}")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
-from jaxcoop import records, runner
+from jaxcoop import environment, evaluation, records, runner, trained
 from jaxcoop.cli import ExperimentCommand, UsageError
 from jaxcoop.config import Config, scaled
+from jaxcoop.train import make_agent
 from jaxcoop.trained import Source
 
 RESULTS_FILE = "results.json"
+CROSS_PLAY_FILE = "cross_play.txt"
 
 #: The paper's values (read off its plots, ../shared/PAPER.md "Results to reproduce"), as
 #: ``(low, high)`` ranges per run and measure.
@@ -166,3 +169,28 @@ def results_table(results: dict) -> str:
             paper = "" if low is None else (f"≈ {low:g}" if low == high else f"≈ {low:g}–{high:g}")
             lines.append(f"{name:<16}{measure:<22}{v['mean']:>22.3f} ± {v['std']:.3f}{paper:>16}")
     return "\n".join(lines)
+
+
+def cross_play_runs(
+    out: Path, names: Sequence[str], key: jax.Array, num_episodes: int
+) -> tuple[Path, list[dict]]:
+    """Every final learner of seed 0 of the runs ``names`` (as ``<run>/L<n>``) against the
+    evaluation panel (``evaluation.PANEL``) and against every one of those learners, with
+    standard errors. Writes the table to ``<out>/cross_play.txt``; returns its path and the rows
+    (``evaluation.cross_play``)."""
+    players, game = {}, None
+    for name in names:
+        loaded = trained.load(Path(out) / name)
+        agent = make_agent(loaded.config)
+        game = environment.make_game(loaded.config.game, loaded.config.horizon)
+        for n in range(loaded.config.num_learners):
+            params = evaluation.learner_params(loaded.params, 0, n)
+            players[f"{name}/L{n}"] = evaluation.Player(agent, params)
+    coplayers = {**evaluation.panel(jax.random.fold_in(key, 0), num_episodes), **players}
+    rows = evaluation.cross_play(players, coplayers, jax.random.fold_in(key, 1), num_episodes, game)
+    path = Path(out) / CROSS_PLAY_FILE
+    header = f"seed 0's final learners against the panel and each other ({num_episodes} episodes"
+    path.write_text(
+        f"{header} per pair; value ± standard error)\n{evaluation.cross_play_table(rows)}\n"
+    )
+    return path, rows

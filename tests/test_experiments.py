@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import ablations, dynamics, mechanism
-from jaxcoop import cli, experiment, records
+from jaxcoop import cli, evaluation, experiment, records
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,18 @@ def test_ablations_runs_the_mixed_pool_and_both_ablations(ablations_dir):
         assert (ablations_dir / name / records.SUMMARY_FILE).exists()
         assert results[name]["paper"] == {k: list(v) for k, v in experiment.PAPER[name].items()}
         assert set(results[name]["ours"]) == set(experiment.PAPER[name])
+    cross = (ablations_dir / experiment.CROSS_PLAY_FILE).read_text().splitlines()
+    players = [f"{name}/L{n}" for name in ablations.RUNS for n in range(2)]
+    assert len(cross) == 2 + len(players) * (5 + len(players))  # title, header, rows
+    rows = results["cross_play"]
+    assert {r["player"] for r in rows} == set(players)
+    assert {r["coplayer"] for r in rows} == {*evaluation.PANEL, *players}
+    for r in rows:  # exact identities: ALLC pays 1 for C and 2 for D, ALLD -1 and 0
+        if r["coplayer"] == "always_cooperate":
+            assert r["reward"] == pytest.approx(2 - r["coop"], abs=1e-6)
+        if r["coplayer"] == "always_defect":
+            assert r["reward"] == pytest.approx(-r["coop"], abs=1e-6)
+            assert r["coplayer_coop"] == 0 and r["coplayer_reward"] == pytest.approx(2 * r["coop"])
     configs = {name: records.read_config(ablations_dir / name)[0] for name in ablations.RUNS}
     assert configs["opponent-id"].opponent_id and not configs["mixed-pool"].opponent_id
     assert configs["no-tabular"].p_tabular == 0.0 and configs["mixed-pool"].p_tabular > 0
