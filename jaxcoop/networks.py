@@ -315,12 +315,14 @@ class Agent(nn.Module):
         carry, y = self.core.step(carry, self._token(x))
         return (carry, *self._heads(y))
 
-    def __call__(self, x: RoundInput, z_BxZ: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Whole episodes ``[T, B]``: logits ``[T, B, 2]`` and values ``[T, B]``."""
+    def features(self, x: RoundInput, z_BxZ: jax.Array) -> jax.Array:
+        """The backbone's output ``[T, B, H]`` for whole episodes ``[T, B]`` (one per round)."""
         tokens = self._token(x)
         if self.opponent_id:
             tokens = jnp.concatenate([self.embed_id(z_BxZ)[None], tokens], axis=0)
         y = self.core.sequence(tokens)
-        if self.opponent_id:
-            y = y[1:]
-        return self._heads(y)
+        return y[1:] if self.opponent_id else y
+
+    def __call__(self, x: RoundInput, z_BxZ: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Whole episodes ``[T, B]``: logits ``[T, B, 2]`` and values ``[T, B]``."""
+        return self._heads(self.features(x, z_BxZ))

@@ -1,0 +1,240 @@
+"""PPI's pieces: the model's targets and losses against hand-computed values, the step-by-step
+model against the parallel one, and planning (Q̂, the improved policy) against exact values of
+tabular co-players."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcoop import environment, ppi, strategies
+from jaxcoop.environment import START, C, D
+from jaxcoop.networks import RoundInput
+from jaxcoop.rollout import play
+
+IPD = environment.PRISONERS_DILEMMA
+MIRROR = np.array([0, 1, 3, 2, 4])  # a state seen by the other player (CD <-> DC)
+
+
+def tiny_model(backbone="gru"):
+    return ppi.WorldModel(
+        backbone=backbone, embed_dim=8, hidden_dim=16, num_layers=1, num_heads=2, horizon=6
+    )
+
+
+def init(model, horizon=6, batch=3):
+    t = ppi.targets(jnp.zeros((horizon, batch, 2), jnp.int32), jnp.zeros((horizon, batch)))
+    z = jnp.zeros((batch, strategies.OPPONENT_ID_SIZE))
+    return model.init(jax.random.key(0), t.inputs, t.action, z)
+
+
+# --- Targets and loss. -------------------------------------------------------------------------
+
+
+def test_targets_are_the_rounds_seen_first_person():
+    # One episode of three rounds: (C, D), (D, D), (D, C); own rewards -1, 0, 2.
+    actions = jnp.array([[C, D], [D, D], [D, C]], jnp.int32)[:, None]
+    rewards = jnp.array([-1.0, 0.0, 2.0])[:, None]
+    t = ppi.targets(actions, rewards)
+    cd, dd, dc = 2, 4, 3  # 1 + 2 * own + other
+    np.testing.assert_array_equal(t.next_obs[:, 0], [cd, dd, dc])
+    np.testing.assert_array_equal(t.inputs.obs[:, 0].argmax(-1), [START, cd, dd])
+    np.testing.assert_array_equal(t.inputs.prev_action[:, 0], [-1, C, D])
+    np.testing.assert_array_equal(t.inputs.prev_reward[:, 0], [0.0, -1.0, 0.0])
+    np.testing.assert_array_equal(t.action[:, 0], [C, D, D])
+
+
+def _zero_heads(params, reward_bias=0.0):
+    p = jax.tree.map(lambda x: x, params)  # a copy
+    inner = dict(p["params"])
+    for head in ("policy", "next_obs", "next_reward"):
+        inner[head] = jax.tree.map(jnp.zeros_like, inner[head])
+    inner["next_reward"] = {**inner["next_reward"], "bias": jnp.array([reward_bias])}
+    return {"params": inner}
+
+
+@pytest.mark.parametrize("backbone", ["gru", "transformer"])
+def test_loss_with_zeroed_heads_is_hand_computed(backbone):
+    model = tiny_model(backbone)
+    params = _zero_heads(init(model), reward_bias=0.5)
+    # Two episodes of 2 rounds. Own rewards: (C, C) 1, (C, D) -1 | (D, C) 2, (D, D) 0.
+    actions = jnp.array([[[C, C], [D, C]], [[C, D], [D, D]]], jnp.int32)  # [T, B, 2]
+    rewards = jnp.array([[1.0, 2.0], [-1.0, 0.0]])
+    loss = ppi.model_loss(model, params, ppi.targets(actions, rewards))
+    # Uniform logits: -log(1/2) per action, -log(1/5) per next observation; the reward is
+    # predicted as 0.5 everywhere: ((0.5)^2 + (1.5)^2 + (1.5)^2 + (0.5)^2) / 4 / 2 = 0.625.
+    assert float(loss.action) == pytest.approx(np.log(2), abs=1e-6)
+    assert float(loss.obs) == pytest.approx(np.log(5), abs=1e-6)
+    assert float(loss.reward) == pytest.approx(0.625, abs=1e-6)
+    assert float(loss.total) == pytest.approx(np.log(2) + np.log(5) + 0.625, abs=1e-5)
+    # Weight 0 leaves episode 1 out: rewards 1 and -1 -> ((0.5)^2 + (1.5)^2) / 2 / 2 = 0.625,
+    # episode 0 alone; with rewards changed in episode 1 nothing moves.
+    weight = jnp.array([1.0, 0.0])
+    alone = ppi.model_loss(model, params, ppi.targets(actions, rewards), weight)
+    changed = ppi.model_loss(model, params, ppi.targets(actions, rewards.at[:, 1].set(9.0)), weight)
+    assert float(alone.reward) == pytest.approx(0.625, abs=1e-6)
+    assert float(changed.total) == pytest.approx(float(alone.total), abs=1e-6)
+
+
+def test_loss_terms_are_the_negative_log_likelihoods_of_the_model_outputs():
+    model = tiny_model()
+    params = init(model)
+    key = jax.random.key(1)
+    actions = jax.random.bernoulli(key, 0.5, (6, 3, 2)).astype(jnp.int32)
+    rewards = IPD[actions[..., 0], actions[..., 1], 0]
+    t = ppi.targets(actions, rewards)
+    z = jnp.zeros((3, strategies.OPPONENT_ID_SIZE))
+    logits, obs_logits, reward = (np.asarray(v) for v in model.apply(params, t.inputs, t.action, z))
+    a, o, r = (np.asarray(v) for v in (t.action, t.next_obs, t.reward))
+    log_pa = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    log_po = obs_logits - np.log(np.exp(obs_logits).sum(-1, keepdims=True))
+    loss = ppi.model_loss(model, params, t)
+    assert float(loss.action) == pytest.approx(
+        -np.take_along_axis(log_pa, a[..., None], -1).mean(), rel=1e-5
+    )
+    assert float(loss.obs) == pytest.approx(
+        -np.take_along_axis(log_po, o[..., None], -1).mean(), rel=1e-5
+    )
+    assert float(loss.reward) == pytest.approx((0.5 * (r - reward) ** 2).mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["gru", "transformer"])
+def test_step_by_step_model_equals_the_parallel_forward(backbone):
+    model = tiny_model(backbone)
+    params = init(model)
+    actions = jax.random.bernoulli(jax.random.key(2), 0.5, (6, 3, 2)).astype(jnp.int32)
+    t = ppi.targets(actions, IPD[actions[..., 0], actions[..., 1], 0])
+    z = jnp.zeros((3, strategies.OPPONENT_ID_SIZE))
+    logits, obs_logits, reward = model.apply(params, t.inputs, t.action, z)
+    m = ppi.network_model(model, params)
+    carry = m.initial_carry(3)
+    for step in range(6):
+        x = jax.tree.map(lambda v, s=step: v[s], t.inputs)
+        carry, y = m.advance(carry, x)
+        np.testing.assert_allclose(m.prior(y), logits[step], atol=1e-5)
+        o, r = m.outcome(y, t.action[step])
+        np.testing.assert_allclose(o, obs_logits[step], atol=1e-5)
+        np.testing.assert_allclose(r, reward[step], atol=1e-5)
+
+
+# --- Planning against exact values. ------------------------------------------------------------
+
+
+def tabular_model(theta_own, theta_coplayer) -> ppi.Model:
+    """An exact model of a memory-1 co-player, with a memory-1 prior: the carry is the state."""
+    theta_own = jnp.asarray(theta_own, jnp.float32)
+    theta_co = jnp.asarray(theta_coplayer, jnp.float32)
+    payoff_own = jnp.asarray(IPD[..., 0])  # [own, other]
+
+    def advance(carry, x: RoundInput):
+        state = jnp.argmax(x.obs, axis=-1)
+        return state, jax.nn.one_hot(state, 5)
+
+    def outcome(y, action):
+        state = jnp.argmax(y, axis=-1)
+        p_c = theta_co[jnp.asarray(MIRROR)[state]]
+        first = 1 + 2 * action
+        log_p = jnp.full(y.shape, -jnp.inf)
+        rows = jnp.arange(y.shape[0])
+        log_p = log_p.at[rows, first].set(jnp.log(p_c)).at[rows, first + 1].set(jnp.log1p(-p_c))
+        reward = p_c * payoff_own[action, C] + (1 - p_c) * payoff_own[action, D]
+        return log_p, reward
+
+    return ppi.Model(
+        initial_carry=lambda n: jnp.zeros((n,), jnp.int32),
+        advance=advance,
+        prior=lambda y: strategies.logits(theta_own, y),
+        outcome=outcome,
+    )
+
+
+def exact_q(theta_own, theta_co, state, action, depth, rounds_left, gamma=1.0):
+    """Q of ``action`` in ``state`` by the Markov chain of joint actions (own view)."""
+    theta_own, theta_co = np.asarray(theta_own, float), np.asarray(theta_co, float)
+    payoff = IPD[..., 0].reshape(4)  # CC, CD, DC, DD
+    p_b = theta_co[MIRROR[state]]
+    dist = np.zeros(4)
+    dist[2 * action] = p_b
+    dist[2 * action + 1] = 1 - p_b
+    transition = np.zeros((4, 4))
+    for j in range(4):
+        pa, pb = theta_own[1 + j], theta_co[MIRROR[1 + j]]
+        transition[j] = np.outer([pa, 1 - pa], [pb, 1 - pb]).reshape(4)
+    q = 0.0
+    for h in range(min(depth, rounds_left)):
+        q += gamma**h * dist @ payoff
+        dist = dist @ transition
+    return q
+
+
+def _q(model, state, depth, rounds_left, rollouts, gamma=1.0, key=0):
+    x = RoundInput(environment.one_hot_states(jnp.array([state])), jnp.array([-1]), jnp.zeros(1))
+    carry, y = model.advance(model.initial_carry(1), x)
+    q = ppi.q_values(model, carry, y, rounds_left, jax.random.key(key), rollouts, depth, gamma)
+    return np.asarray(q[0])
+
+
+@pytest.mark.parametrize("rounds_left, expected", [(10, (3.0, 2.0)), (1, (1.0, 2.0))])
+def test_q_of_an_always_defect_prior_against_tit_for_tat_is_hand_computed(rounds_left, expected):
+    # C first: (C, C) 1, then D against TFT's C 2, then (D, D) 0 ... -> 3 over 5 rounds.
+    # D first: (D, C) 2, then (D, D) 0 ... -> 2. With one round left only the first counts.
+    model = tabular_model(strategies.always_defect(), strategies.tit_for_tat())
+    q = _q(model, START, depth=5, rounds_left=rounds_left, rollouts=3)
+    np.testing.assert_allclose(q, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("state", [START, 2, 4])
+def test_monte_carlo_q_matches_the_exact_markov_chain(state):
+    theta_own = np.array([0.6, 0.7, 0.2, 0.5, 0.4])
+    theta_co = np.array([0.8, 0.9, 0.3, 0.6, 0.1])
+    model = tabular_model(theta_own, theta_co)
+    q = _q(model, state, depth=4, rounds_left=10, rollouts=20_000, gamma=0.9)
+    exact = [exact_q(theta_own, theta_co, state, a, 4, 10, 0.9) for a in (C, D)]
+    # Returns lie in [-4, 8]: a standard error below 6 / sqrt(20,000) = 0.042.
+    np.testing.assert_allclose(q, exact, atol=0.1)
+    assert abs(q[D] - q[C] - (exact[D] - exact[C])) < 0.1
+
+
+def test_improved_logits_are_the_prior_tilted_by_beta_q():
+    prior = jnp.log(jnp.array([[0.8, 0.2]]))
+    q = jnp.array([[1.0, 2.0]])
+    np.testing.assert_allclose(jnp.exp(ppi.improved_logits(prior, q, 0.0)), [[0.8, 0.2]], atol=1e-6)
+    # 0.8 e^1 : 0.2 e^2 -> 0.8e / (0.8e + 0.2e^2) = 0.8 / (0.8 + 0.2e).
+    p_c = 0.8 / (0.8 + 0.2 * np.e)
+    np.testing.assert_allclose(
+        jnp.exp(ppi.improved_logits(prior, q, 1.0)), [[p_c, 1 - p_c]], atol=1e-6
+    )
+
+
+def test_improved_policy_turns_a_cooperative_prior_into_defection_against_always_cooperate():
+    # Against ALLC the first round pays 2 for D and 1 for C; later rounds do not depend on it,
+    # so Q(D) - Q(C) = 1 and pi(D) = 0.1 e^10 / (0.1 e^10 + 0.9) > 0.999 (up to planning noise).
+    prior = jnp.full(5, 0.9)
+    model = tabular_model(prior, strategies.always_cooperate())
+    policy = ppi.improved_policy(model, jax.random.key(0), 6, num_rollouts=64, depth=3, beta=10.0)
+    game = environment.make_game("ipd", 6)
+    episodes = play(policy, strategies.always_cooperate(), jax.random.key(1), 64, game)
+    assert float((episodes.actions[..., 0] == D).mean()) > 0.99
+    # The prior alone cooperates 90% of the time.
+    plain = ppi.improved_policy(model, jax.random.key(0), 6, num_rollouts=64, depth=3, beta=0.0)
+    episodes = play(plain, strategies.always_cooperate(), jax.random.key(1), 512, game)
+    assert float((episodes.actions[..., 0] == C).mean()) == pytest.approx(0.9, abs=0.02)
+
+
+def test_improved_policy_of_a_network_model_is_reproducible_from_its_key():
+    model = tiny_model()
+    m = ppi.network_model(model, init(model))
+    game = environment.make_game("ipd", 6)
+
+    def run(plan_key):
+        policy = ppi.improved_policy(
+            m, jax.random.key(plan_key), 6, num_rollouts=2, depth=3, beta=1.0
+        )
+        return play(policy, strategies.tit_for_tat(), jax.random.key(5), 32, game)
+
+    a, b, c = run(0), run(0), run(1)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    assert a.actions.shape == (32, 6, 2)
+    # Planning noise changes the improved policy's probabilities, so some actions differ.
+    assert not np.array_equal(a.actions, c.actions)
