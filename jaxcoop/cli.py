@@ -187,6 +187,11 @@ def field_changes(rest: list[str]) -> dict:
             raise UsageError(f"{flag} needs a value")
         changes[name] = _parse_value(name, kinds[name], rest[i + 1])
         i += 2
+    if changes.get("algo") == "ppi":
+        raise UsageError(
+            "--algo ppi is not on the command line yet: its phase loop is jaxcoop.ppi.make_ppi "
+            "(Python); the command line runs a2c and ppo"
+        )
     return changes
 
 

@@ -14,7 +14,7 @@ from jaxcoop.environment import GAMES
 from jaxcoop.networks import BACKBONES
 from jaxcoop.strategies import POOLS
 
-ALGOS = ("a2c", "ppo")
+ALGOS = ("a2c", "ppo", "ppi")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,16 @@ class Config:
     ppo_epochs: int = 4
     ppo_minibatches: int = 4
     clip_eps: float = 0.2
+    # PPI (algo="ppi"; jaxcoop/ppi.py): an iteration is a phase, num_episodes are collected per
+    # learner per phase, lr / max_grad_norm / gamma are the model's AdamW and the planner's
+    # discount.
+    ppi_epochs: int = 10  # passes over all data so far when training the model each phase
+    ppi_batch_size: int = 256  # episodes per model minibatch
+    ppi_weight_decay: float = 1e-2  # AdamW (beta1 0.9, beta2 0.98)
+    ppi_pretrain_episodes: int = 200_000  # D0: episodes of two random tabular agents
+    ppi_rollouts: int = 8  # Monte-Carlo rollouts per action in the model
+    ppi_depth: int = 15  # rounds per rollout
+    ppi_beta: float = 1.0  # pi(a|x) ~ p(a|x) exp(beta Q(x, a)) (raw rewards)
     # Schedule.
     num_iterations: int = 200_000
     chunk_iterations: int = 500  # iterations per compiled chunk; the host logs between chunks
@@ -139,6 +149,11 @@ def validate(c: Config) -> None:
         "num_heads",
         "ppo_epochs",
         "ppo_minibatches",
+        "ppi_epochs",
+        "ppi_batch_size",
+        "ppi_pretrain_episodes",
+        "ppi_rollouts",
+        "ppi_depth",
         "num_iterations",
         "chunk_iterations",
         "num_seeds",
@@ -148,7 +163,7 @@ def validate(c: Config) -> None:
         _require(getattr(c, name) > 0, name, getattr(c, name), "a number > 0")
     for name in ("gamma", "gae_lambda", "p_tabular"):
         _require(0.0 <= getattr(c, name) <= 1.0, name, getattr(c, name), "a number in [0, 1]")
-    for name in ("ent_coef", "vf_coef"):
+    for name in ("ent_coef", "vf_coef", "ppi_weight_decay", "ppi_beta"):
         _require(getattr(c, name) >= 0, name, getattr(c, name), "a number >= 0")
     _require(c.seed >= 0, "seed", c.seed, "an integer >= 0")
     _require(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints, "an integer >= 1")

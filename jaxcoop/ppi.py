@@ -29,13 +29,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import linen as nn
 
-from jaxcoop import environment
+from jaxcoop import environment, strategies
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES, START
 from jaxcoop.networks import Agent, RoundInput, shift_right
-from jaxcoop.rollout import Policy
+from jaxcoop.rollout import Policy, play
 from jaxcoop.strategies import OPPONENT_ID_SIZE
+from jaxcoop.train import AGENT_FIELDS
 
 
 class WorldModel(Agent):
@@ -267,3 +269,203 @@ def improved_policy(
         return PlannerState(carry, state.round + 1, key), logits
 
     return Policy(initial_state, step)
+
+
+# --- The phase loop. ---------------------------------------------------------------------------
+
+
+class PPIState(NamedTuple):
+    """Everything PPI carries from phase to phase (leading ``[N]``: learners).
+
+    params: the models trained in the last phase (at first: untrained ones).
+    actions: int32 ``[N, M, T, 2]`` first-person episodes (own move, co-player's move) of the
+      dataset; only the first ``count`` of the ``M`` slots hold data.
+    rewards: float32 ``[N, M, T]`` own rewards. count: int32 scalar. key, iteration (phases
+      done).
+    """
+
+    params: Any
+    actions: jax.Array
+    rewards: jax.Array
+    count: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+
+
+class PhaseMetrics(NamedTuple):
+    """Per-phase, per-learner scalars ``[N]``: the improved policy's reward and cooperation in
+    the episodes collected this phase (vs the other learners, vs tabular co-players; NaN when
+    there are none), the tabular co-players' reward, and the model's final losses."""
+
+    reward_vs_learner: jax.Array
+    coop_vs_learner: jax.Array
+    reward_vs_tabular: jax.Array
+    coop_vs_tabular: jax.Array
+    tabular_reward: jax.Array
+    model_loss: jax.Array
+    action_nll: jax.Array
+    obs_nll: jax.Array
+    reward_nll: jax.Array
+
+
+class PPI(NamedTuple):
+    """Pure functions of a PPI run: ``init(key) -> PPIState`` (the pretraining data D0 in
+    every learner's dataset) and ``phase(state) -> (state, PhaseMetrics)``."""
+
+    init: Callable[[jax.Array], PPIState]
+    phase: Callable[[PPIState], tuple[PPIState, PhaseMetrics]]
+    model: WorldModel
+
+
+def make_model(config) -> WorldModel:
+    """The ``WorldModel`` of ``config``'s agent fields."""
+    return WorldModel(**{name: getattr(config, name) for name in AGENT_FIELDS})
+
+
+def make_ppi(config) -> PPI:
+    """PPI for ``config`` (``algo="ppi"``): each phase re-initializes every learner's model,
+    trains it for ``ppi_epochs`` passes over its data so far (AdamW: ``lr``, ``ppi_weight_decay``,
+    beta1 0.9, beta2 0.98, clipped at ``max_grad_norm``; minibatches of ``ppi_batch_size``
+    episodes drawn uniformly from the data), collects ``num_episodes`` episodes per learner with
+    the improved policy (a ``p_tabular`` share against fresh tabular co-players of ``pool``, the
+    rest against the next learner on the ring ``n -> (n + 1) % N``, each such episode giving data
+    to both players) and appends them. The dataset has a fixed size (D0 plus
+    ``num_iterations`` phases' episodes), so a phase is one jit-compiled program (phases past
+    ``num_iterations`` would overwrite the last slots)."""
+    model = make_model(config)
+    game = environment.make_game(config.game, config.horizon)
+    learners, horizon = config.num_learners, config.horizon
+    pretrain, per_phase = config.ppi_pretrain_episodes, config.num_episodes
+    size = pretrain + config.num_iterations * per_phase
+    num_tabular = config.num_tabular_episodes
+    half = config.num_learner_episodes // 2  # episodes per ring pair, each seen from both sides
+    optimizer = make_optimizer(config)
+
+    def init_model(key):
+        t = targets(jnp.zeros((horizon, 1, 2), jnp.int32), jnp.zeros((horizon, 1)))
+        return model.init(key, t.inputs, t.action, jnp.zeros((1, OPPONENT_ID_SIZE)))
+
+    def planner(params, key):
+        return improved_policy(
+            network_model(model, params),
+            key,
+            horizon,
+            num_rollouts=config.ppi_rollouts,
+            depth=config.ppi_depth,
+            beta=config.ppi_beta,
+            gamma=config.gamma,
+        )
+
+    def d0(key):
+        k_a, k_b, k_play = jax.random.split(key, 3)
+        thetas_a = strategies.sample_coplayers(k_a, (pretrain,), "uniform")
+        thetas_b = strategies.sample_coplayers(k_b, (pretrain,), "uniform")
+        episodes = play(thetas_a, thetas_b, k_play, pretrain, game)
+        return episodes.actions, episodes.rewards[..., 0]
+
+    def init(key: jax.Array) -> PPIState:
+        k_data, k_model, key = jax.random.split(key, 3)
+        actions, rewards = jax.vmap(d0)(jax.random.split(k_data, learners))
+        pad = size - pretrain
+        actions = jnp.pad(actions, ((0, 0), (0, pad), (0, 0), (0, 0)))
+        rewards = jnp.pad(rewards, ((0, 0), (0, pad), (0, 0)))
+        params = jax.vmap(init_model)(jax.random.split(k_model, learners))
+        count = jnp.asarray(pretrain, jnp.int32)
+        return PPIState(params, actions, rewards, count, key, jnp.zeros((), jnp.int32))
+
+    def fit(key, actions_MxTx2, rewards_MxT, count):
+        k_init, k_steps = jax.random.split(key)
+        params = init_model(k_init)
+        batches_per_epoch = (count + config.ppi_batch_size - 1) // config.ppi_batch_size
+        steps = config.ppi_epochs * batches_per_epoch
+
+        def loss_fn(params, idx):
+            t = targets(
+                jnp.swapaxes(actions_MxTx2[idx], 0, 1), jnp.swapaxes(rewards_MxT[idx], 0, 1)
+            )
+            loss = model_loss(model, params, t)
+            return loss.total, loss
+
+        def body(i, carry):
+            params, opt_state, _ = carry
+            idx = jax.random.randint(
+                jax.random.fold_in(k_steps, i), (config.ppi_batch_size,), 0, count
+            )
+            (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, idx)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        zero = ModelLoss(*(jnp.zeros(()) for _ in ModelLoss._fields))
+        params, _, loss = jax.lax.fori_loop(0, steps, body, (params, optimizer.init(params), zero))
+        return params, loss
+
+    def collect(params, key):
+        k_tab, k_pool, k_pair = jax.random.split(key, 3)
+        thetas = strategies.sample_coplayers(k_pool, (learners, num_tabular), config.pool)
+
+        def versus_tabular(p, theta_Kx5, k):
+            k_plan, k_play = jax.random.split(k)
+            return play(planner(p, k_plan), theta_Kx5, k_play, num_tabular, game)
+
+        def versus_learner(p_row, p_col, k):
+            k_row, k_col, k_play = jax.random.split(k, 3)
+            return play(planner(p_row, k_row), planner(p_col, k_col), k_play, half, game)
+
+        tab = jax.vmap(versus_tabular)(params, thetas, jax.random.split(k_tab, learners))
+        successor = jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), params)
+        pairs = jax.vmap(versus_learner)(params, successor, jax.random.split(k_pair, learners))
+        # Learner n is the row player of pair n and the column player of pair n - 1.
+        as_column = jax.tree.map(lambda x: jnp.flip(jnp.roll(x, 1, axis=0), axis=-1), pairs)
+        learner_actions = jnp.concatenate([pairs.actions, as_column.actions], axis=1)
+        learner_rewards = jnp.concatenate([pairs.rewards, as_column.rewards], axis=1)
+        actions = jnp.concatenate([tab.actions, learner_actions], axis=1)  # [N, E, T, 2]
+        rewards = jnp.concatenate([tab.rewards, learner_rewards], axis=1)
+        return actions, rewards
+
+    def phase(state: PPIState) -> tuple[PPIState, PhaseMetrics]:
+        key, k_fit, k_collect = jax.random.split(state.key, 3)
+        fit_keys = jax.random.split(k_fit, learners)
+        params, loss = jax.vmap(fit, (0, 0, 0, None))(
+            fit_keys, state.actions, state.rewards, state.count
+        )
+        actions, rewards = collect(params, k_collect)
+        write = (0, state.count, 0, 0)
+        data_actions = jax.lax.dynamic_update_slice(state.actions, actions, write)
+        data_rewards = jax.lax.dynamic_update_slice(state.rewards, rewards[..., 0], write[:3])
+        coop = (actions[..., 0] == environment.C).astype(jnp.float32)
+
+        def mean(x, part):
+            return x[:, part].mean(axis=(1, 2)) if x[:, part].size else jnp.full(learners, jnp.nan)
+
+        tab, lrn = slice(None, num_tabular), slice(num_tabular, None)
+        metrics = PhaseMetrics(
+            reward_vs_learner=mean(rewards[..., 0], lrn),
+            coop_vs_learner=mean(coop, lrn),
+            reward_vs_tabular=mean(rewards[..., 0], tab),
+            coop_vs_tabular=mean(coop, tab),
+            tabular_reward=mean(rewards[..., 1], tab),
+            model_loss=loss.total,
+            action_nll=loss.action,
+            obs_nll=loss.obs,
+            reward_nll=loss.reward,
+        )
+        new = PPIState(
+            params,
+            data_actions,
+            data_rewards,
+            state.count + per_phase,
+            key,
+            state.iteration + 1,
+        )
+        return new, metrics
+
+    return PPI(init, phase, model)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """The model's optimizer: AdamW (``lr``, ``ppi_weight_decay``, beta1 0.9, beta2 0.98)
+    after clipping the gradient norm at ``max_grad_norm``."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adamw(config.lr, b1=0.9, b2=0.98, weight_decay=config.ppi_weight_decay),
+    )

@@ -82,7 +82,12 @@ def test_an_existing_run_folder_is_refused_and_left_untouched(tiny_run):
         (["--preset", "tiny", "--p-tabular", "1.5"], "p_tabular=1.5 is invalid"),
         (["--preset", "tiny", "--num-episodes", "abc"], "--num-episodes 'abc' is invalid"),
         (["--preset", "tiny", "--opponent-id", "maybe"], "allowed: true or false"),
-        (["--preset", "tiny", "--algo", "sac"], "algo='sac' is invalid; allowed: ['a2c', 'ppo']"),
+        (
+            ["--preset", "tiny", "--algo", "sac"],
+            "algo='sac' is invalid; allowed: ['a2c', 'ppo', 'ppi']",
+        ),
+        (["--preset", "tiny", "--algo", "ppi"], "--algo ppi is not on the command line yet"),
+        (["--preset", "tiny", "--ppi-rollouts", "0"], "ppi_rollouts=0 is invalid"),
         (["--preset", "tiny", "--num-episodes", "15"], "num_episodes=15 is invalid"),
         (["--preset", "tiny", "--lr"], "--lr needs a value"),
         (["--preset"], "argument --preset: expected one argument"),  # argparse's own errors too
