@@ -187,11 +187,6 @@ def field_changes(rest: list[str]) -> dict:
             raise UsageError(f"{flag} needs a value")
         changes[name] = _parse_value(name, kinds[name], rest[i + 1])
         i += 2
-    if changes.get("algo") == "ppi":
-        raise UsageError(
-            "--algo ppi is not on the command line yet: its phase loop is jaxcoop.ppi.make_ppi "
-            "(Python); the command line runs a2c and ppo"
-        )
     return changes
 
 
@@ -227,7 +222,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
     else:
         name, why = args.preset, "chosen with --preset"
     try:
-        config = preset(name, changes.get("backbone")).replace(**changes)
+        config = preset(name, changes.get("backbone"), changes.get("algo")).replace(**changes)
     except ValueError as e:
         raise UsageError(str(e)) from None
     out = args.out or Path("runs") / f"{name}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -247,12 +242,14 @@ def parse(argv: list[str] | None, description: str) -> Command:
 
 class ExperimentCommand(NamedTuple):
     """A parsed experiment command line: the ``scale`` (``config.SCALES``) and why, the results
-    folder, the backbone, the field overrides applied to every run, and the devices."""
+    folder, the backbone and algorithm (each brings its defaults at the scale), the other field
+    overrides applied to every run, and the devices."""
 
     scale: str
     why: str
     out: Path
     backbone: str | None
+    algo: str
     changes: dict
     devices: list | None = None
 
@@ -283,9 +280,9 @@ def parse_experiment(argv: list[str] | None, description: str, name: str) -> Exp
     changes = field_changes(rest)
     scale, why = default_scale() if args.preset is None else (args.preset, "chosen with --preset")
     backbone = changes.pop("backbone", None)
-    algo = changes.get("algo", "a2c")
+    algo = changes.pop("algo", "a2c")
     out = args.out or Path("runs") / f"{name}-{scale}-{algo}-{backbone or 'gru'}"
-    return ExperimentCommand(scale, why, out, backbone, changes, _devices(args.devices))
+    return ExperimentCommand(scale, why, out, backbone, algo, changes, _devices(args.devices))
 
 
 def main_guard(fn, argv=None) -> int:

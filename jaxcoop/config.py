@@ -113,12 +113,20 @@ def field_names() -> list[str]:
     return [f.name for f in fields(Config)]
 
 
+def resumable_fields(config: Config) -> tuple[str, ...]:
+    """``RESUMABLE_FIELDS`` for ``config``: PPI's dataset is sized for ``num_iterations``
+    phases, so a PPI run keeps its length."""
+    if config.algo == "ppi":
+        return tuple(name for name in RESUMABLE_FIELDS if name != "num_iterations")
+    return RESUMABLE_FIELDS
+
+
 def program_differences(a: Config, b: Config) -> list[str]:
-    """Fields outside ``RESUMABLE_FIELDS`` whose values differ (``"name: a -> b"``)."""
+    """Fields outside ``resumable_fields(a)`` whose values differ (``"name: a -> b"``)."""
     return [
         f"{name}: {getattr(a, name)!r} -> {getattr(b, name)!r}"
         for name in field_names()
-        if name not in RESUMABLE_FIELDS and getattr(a, name) != getattr(b, name)
+        if name not in resumable_fields(a) and getattr(a, name) != getattr(b, name)
     ]
 
 
@@ -347,6 +355,55 @@ BACKBONE_DEFAULTS: dict[str, dict[str, dict]] = {
 }
 
 
+#: Settings PPI brings into a config of another algorithm, per scale (``algo="ppi"``; explicit
+#: field overrides still win): an iteration is a phase (paper: 30 phases of 20,000 episodes per
+#: learner, AdamW lr 1e-4, gradient clip 1.0; the other ``ppi_*`` defaults are the paper's).
+#: The planner's discount ``gamma`` is 1 (undiscounted rollouts of ``ppi_depth`` rounds).
+ALGO_DEFAULTS: dict[str, dict[str, dict]] = {
+    "ppi": {
+        "paper": dict(
+            lr=1e-4,
+            max_grad_norm=1.0,
+            gamma=1.0,
+            num_episodes=20_000,
+            num_iterations=30,
+            chunk_iterations=1,
+        ),
+        "cpu": dict(
+            lr=1e-3,
+            max_grad_norm=1.0,
+            gamma=1.0,
+            num_episodes=512,
+            num_iterations=12,
+            chunk_iterations=1,
+            ppi_pretrain_episodes=4096,
+            ppi_batch_size=128,
+            ppi_rollouts=4,
+            ppi_depth=10,
+        ),
+        "tiny": dict(
+            lr=3e-3,
+            max_grad_norm=1.0,
+            gamma=1.0,
+            num_episodes=16,
+            num_iterations=2,
+            chunk_iterations=1,
+            ppi_pretrain_episodes=64,
+            ppi_batch_size=16,
+            ppi_epochs=2,
+            ppi_rollouts=2,
+            ppi_depth=3,
+        ),
+    },
+}
+
+
+def _switch_algo(config: Config, algo: str | None, scale: str) -> Config:
+    if algo is None or algo == config.algo:
+        return config
+    return config.replace(algo=algo, **ALGO_DEFAULTS.get(algo, {}).get(scale, {}))
+
+
 def _switch_backbone(config: Config, backbone: str | None, scale: str) -> Config:
     if backbone is None or backbone == config.backbone:
         return config
@@ -357,20 +414,22 @@ def _switch_backbone(config: Config, backbone: str | None, scale: str) -> Config
     return config.replace(backbone=backbone, **BACKBONE_DEFAULTS[backbone][scale])
 
 
-def preset(name: str, backbone: str | None = None) -> Config:
-    """The named preset (``PRESETS``), switched to ``backbone`` with its ``BACKBONE_DEFAULTS``."""
+def preset(name: str, backbone: str | None = None, algo: str | None = None) -> Config:
+    """The named preset (``PRESETS``), switched to ``backbone`` with its ``BACKBONE_DEFAULTS``
+    and to ``algo`` with its ``ALGO_DEFAULTS``."""
     if name not in PRESETS:
         raise ValueError(f"preset {name!r} is unknown; allowed: {sorted(PRESETS)}")
-    return _switch_backbone(PRESETS[name](), backbone, PRESET_SCALES.get(name, "paper"))
+    scale = PRESET_SCALES.get(name, "paper")
+    return _switch_algo(_switch_backbone(PRESETS[name](), backbone, scale), algo, scale)
 
 
-def scaled(name: str, scale: str, backbone: str | None = None) -> Config:
+def scaled(name: str, scale: str, backbone: str | None = None, algo: str | None = None) -> Config:
     """Paper preset ``name`` (``PAPER_PRESETS``) at ``scale`` (``SCALES``: ``SCALE_CHANGES``),
-    switched to ``backbone`` with its ``BACKBONE_DEFAULTS`` at that scale."""
+    switched to ``backbone`` and ``algo`` with their defaults at that scale."""
     if name not in PAPER_PRESETS:
         raise ValueError(f"preset {name!r} is not a paper preset; allowed: {list(PAPER_PRESETS)}")
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r} is unknown; allowed: {list(SCALES)}")
     changes = SCALE_CHANGES[scale]
     config = PRESETS[name]().replace(**{**changes["*"], **changes.get(name, {})})
-    return _switch_backbone(config, backbone, scale)
+    return _switch_algo(_switch_backbone(config, backbone, scale), algo, scale)

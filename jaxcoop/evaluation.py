@@ -34,10 +34,12 @@ SIDES = ("coop", "reward", "coplayer_coop", "coplayer_reward")
 
 
 class Player(NamedTuple):
-    """One side of a match: a trained agent (``agent`` module, unstacked ``params``) or tabular
-    strategies (``agent=None``, ``params`` a strategy ``[5]`` or one per episode ``[E, 5]``)."""
+    """One side of a match: a trained agent (``agent`` module, unstacked ``params``), a PPI
+    learner (``agent`` a ``ppi.Planner``, ``params`` its model's: it plays the improved policy)
+    or tabular strategies (``agent=None``, ``params`` a strategy ``[5]`` or one per episode
+    ``[E, 5]``)."""
 
-    agent: Agent | None
+    agent: Any
     params: Any
 
 
@@ -51,15 +53,22 @@ def learner_params(params: Any, *index: int) -> Any:
     return jax.tree.map(lambda x: x[index], params)
 
 
-def _policy(agent: Agent | None, params: Any) -> Policy:
-    return tabular_policy(params) if agent is None else agent_policy(agent, params)
+def _policy(agent: Any, params: Any, key: jax.Array) -> Policy:
+    if agent is None:
+        return tabular_policy(params)
+    if hasattr(agent, "policy"):  # a planner (``ppi.Planner``): its rollouts need a key
+        return agent.policy(params, key)
+    return agent_policy(agent, params)
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_match(agent_a: Agent | None, agent_b: Agent | None, num_episodes: int, horizon: int):
+def _compiled_match(agent_a: Any, agent_b: Any, num_episodes: int, horizon: int):
     def run(params_a, params_b, payoffs, key):
         game = Game(payoffs, horizon)
-        policies = _policy(agent_a, params_a), _policy(agent_b, params_b)
+        policies = (
+            _policy(agent_a, params_a, jax.random.fold_in(key, 1)),
+            _policy(agent_b, params_b, jax.random.fold_in(key, 2)),
+        )
         return play(*policies, key, num_episodes, game)
 
     return jax.jit(run)

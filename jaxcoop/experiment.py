@@ -72,12 +72,13 @@ class Run(NamedTuple):
 def config_for(
     command: ExperimentCommand, preset: str, iterations: dict[str, int] | None = None
 ) -> Config:
-    """Paper preset ``preset`` at the command's scale and backbone, with ``iterations[scale]``
-    updates if given (an experiment's own length at that scale), then the command's overrides.
+    """Paper preset ``preset`` at the command's scale, backbone and algorithm, with
+    ``iterations[scale]`` updates if given (an experiment's own length at that scale; not for
+    PPI, whose iterations are phases), then the command's overrides.
     Raises ``UsageError`` naming the field that cannot work."""
     try:
-        config = scaled(preset, command.scale, command.backbone)
-        if iterations and command.scale in iterations:
+        config = scaled(preset, command.scale, command.backbone, command.algo)
+        if iterations and command.scale in iterations and command.algo != "ppi":
             config = config.replace(num_iterations=iterations[command.scale])
         return config.replace(**command.changes)
     except ValueError as e:

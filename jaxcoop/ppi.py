@@ -37,7 +37,7 @@ from jaxcoop.environment import NUM_ACTIONS, NUM_STATES, START
 from jaxcoop.networks import Agent, RoundInput, shift_right
 from jaxcoop.rollout import Policy, play
 from jaxcoop.strategies import OPPONENT_ID_SIZE
-from jaxcoop.train import AGENT_FIELDS
+from jaxcoop.train import AGENT_FIELDS, Metrics, Trainer, TrainState
 
 
 class WorldModel(Agent):
@@ -274,192 +274,32 @@ def improved_policy(
 # --- The phase loop. ---------------------------------------------------------------------------
 
 
-class PPIState(NamedTuple):
-    """Everything PPI carries from phase to phase (leading ``[N]``: learners).
+class Dataset(NamedTuple):
+    """Every learner's data, on the device with a fixed size ``M`` (``dataset_size``); only the
+    first ``dataset_count`` episodes are filled. PPI keeps it in ``TrainState.opt_state`` (its
+    model's optimizer starts afresh every phase, so there is no optimizer state to carry).
 
-    params: the models trained in the last phase (at first: untrained ones).
-    actions: int32 ``[N, M, T, 2]`` first-person episodes (own move, co-player's move) of the
-      dataset; only the first ``count`` of the ``M`` slots hold data.
-    rewards: float32 ``[N, M, T]`` own rewards. count: int32 scalar. key, iteration (phases
-      done).
+    actions: int32 ``[N, M, T, 2]`` first-person episodes (own move, co-player's move).
+    rewards: float32 ``[N, M, T]`` own rewards.
     """
 
-    params: Any
     actions: jax.Array
     rewards: jax.Array
-    count: jax.Array
-    key: jax.Array
-    iteration: jax.Array
 
 
-class PhaseMetrics(NamedTuple):
-    """Per-phase, per-learner scalars ``[N]``: the improved policy's reward and cooperation in
-    the episodes collected this phase (vs the other learners, vs tabular co-players; NaN when
-    there are none), the tabular co-players' reward, and the model's final losses."""
-
-    reward_vs_learner: jax.Array
-    coop_vs_learner: jax.Array
-    reward_vs_tabular: jax.Array
-    coop_vs_tabular: jax.Array
-    tabular_reward: jax.Array
-    model_loss: jax.Array
-    action_nll: jax.Array
-    obs_nll: jax.Array
-    reward_nll: jax.Array
+def dataset_size(config) -> int:
+    """Episodes per learner at the end of a run: D0 and ``num_iterations`` phases."""
+    return config.ppi_pretrain_episodes + config.num_iterations * config.num_episodes
 
 
-class PPI(NamedTuple):
-    """Pure functions of a PPI run: ``init(key) -> PPIState`` (the pretraining data D0 in
-    every learner's dataset) and ``phase(state) -> (state, PhaseMetrics)``."""
-
-    init: Callable[[jax.Array], PPIState]
-    phase: Callable[[PPIState], tuple[PPIState, PhaseMetrics]]
-    model: WorldModel
+def dataset_count(config, iteration: jax.Array) -> jax.Array:
+    """Episodes per learner after ``iteration`` phases."""
+    return config.ppi_pretrain_episodes + iteration * config.num_episodes
 
 
 def make_model(config) -> WorldModel:
     """The ``WorldModel`` of ``config``'s agent fields."""
     return WorldModel(**{name: getattr(config, name) for name in AGENT_FIELDS})
-
-
-def make_ppi(config) -> PPI:
-    """PPI for ``config`` (``algo="ppi"``): each phase re-initializes every learner's model,
-    trains it for ``ppi_epochs`` passes over its data so far (AdamW: ``lr``, ``ppi_weight_decay``,
-    beta1 0.9, beta2 0.98, clipped at ``max_grad_norm``; minibatches of ``ppi_batch_size``
-    episodes drawn uniformly from the data), collects ``num_episodes`` episodes per learner with
-    the improved policy (a ``p_tabular`` share against fresh tabular co-players of ``pool``, the
-    rest against the next learner on the ring ``n -> (n + 1) % N``, each such episode giving data
-    to both players) and appends them. The dataset has a fixed size (D0 plus
-    ``num_iterations`` phases' episodes), so a phase is one jit-compiled program (phases past
-    ``num_iterations`` would overwrite the last slots)."""
-    model = make_model(config)
-    game = environment.make_game(config.game, config.horizon)
-    learners, horizon = config.num_learners, config.horizon
-    pretrain, per_phase = config.ppi_pretrain_episodes, config.num_episodes
-    size = pretrain + config.num_iterations * per_phase
-    num_tabular = config.num_tabular_episodes
-    half = config.num_learner_episodes // 2  # episodes per ring pair, each seen from both sides
-    optimizer = make_optimizer(config)
-
-    def init_model(key):
-        t = targets(jnp.zeros((horizon, 1, 2), jnp.int32), jnp.zeros((horizon, 1)))
-        return model.init(key, t.inputs, t.action, jnp.zeros((1, OPPONENT_ID_SIZE)))
-
-    def planner(params, key):
-        return improved_policy(
-            network_model(model, params),
-            key,
-            horizon,
-            num_rollouts=config.ppi_rollouts,
-            depth=config.ppi_depth,
-            beta=config.ppi_beta,
-            gamma=config.gamma,
-        )
-
-    def d0(key):
-        k_a, k_b, k_play = jax.random.split(key, 3)
-        thetas_a = strategies.sample_coplayers(k_a, (pretrain,), "uniform")
-        thetas_b = strategies.sample_coplayers(k_b, (pretrain,), "uniform")
-        episodes = play(thetas_a, thetas_b, k_play, pretrain, game)
-        return episodes.actions, episodes.rewards[..., 0]
-
-    def init(key: jax.Array) -> PPIState:
-        k_data, k_model, key = jax.random.split(key, 3)
-        actions, rewards = jax.vmap(d0)(jax.random.split(k_data, learners))
-        pad = size - pretrain
-        actions = jnp.pad(actions, ((0, 0), (0, pad), (0, 0), (0, 0)))
-        rewards = jnp.pad(rewards, ((0, 0), (0, pad), (0, 0)))
-        params = jax.vmap(init_model)(jax.random.split(k_model, learners))
-        count = jnp.asarray(pretrain, jnp.int32)
-        return PPIState(params, actions, rewards, count, key, jnp.zeros((), jnp.int32))
-
-    def fit(key, actions_MxTx2, rewards_MxT, count):
-        k_init, k_steps = jax.random.split(key)
-        params = init_model(k_init)
-        batches_per_epoch = (count + config.ppi_batch_size - 1) // config.ppi_batch_size
-        steps = config.ppi_epochs * batches_per_epoch
-
-        def loss_fn(params, idx):
-            t = targets(
-                jnp.swapaxes(actions_MxTx2[idx], 0, 1), jnp.swapaxes(rewards_MxT[idx], 0, 1)
-            )
-            loss = model_loss(model, params, t)
-            return loss.total, loss
-
-        def body(i, carry):
-            params, opt_state, _ = carry
-            idx = jax.random.randint(
-                jax.random.fold_in(k_steps, i), (config.ppi_batch_size,), 0, count
-            )
-            (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, idx)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        zero = ModelLoss(*(jnp.zeros(()) for _ in ModelLoss._fields))
-        params, _, loss = jax.lax.fori_loop(0, steps, body, (params, optimizer.init(params), zero))
-        return params, loss
-
-    def collect(params, key):
-        k_tab, k_pool, k_pair = jax.random.split(key, 3)
-        thetas = strategies.sample_coplayers(k_pool, (learners, num_tabular), config.pool)
-
-        def versus_tabular(p, theta_Kx5, k):
-            k_plan, k_play = jax.random.split(k)
-            return play(planner(p, k_plan), theta_Kx5, k_play, num_tabular, game)
-
-        def versus_learner(p_row, p_col, k):
-            k_row, k_col, k_play = jax.random.split(k, 3)
-            return play(planner(p_row, k_row), planner(p_col, k_col), k_play, half, game)
-
-        tab = jax.vmap(versus_tabular)(params, thetas, jax.random.split(k_tab, learners))
-        successor = jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), params)
-        pairs = jax.vmap(versus_learner)(params, successor, jax.random.split(k_pair, learners))
-        # Learner n is the row player of pair n and the column player of pair n - 1.
-        as_column = jax.tree.map(lambda x: jnp.flip(jnp.roll(x, 1, axis=0), axis=-1), pairs)
-        learner_actions = jnp.concatenate([pairs.actions, as_column.actions], axis=1)
-        learner_rewards = jnp.concatenate([pairs.rewards, as_column.rewards], axis=1)
-        actions = jnp.concatenate([tab.actions, learner_actions], axis=1)  # [N, E, T, 2]
-        rewards = jnp.concatenate([tab.rewards, learner_rewards], axis=1)
-        return actions, rewards
-
-    def phase(state: PPIState) -> tuple[PPIState, PhaseMetrics]:
-        key, k_fit, k_collect = jax.random.split(state.key, 3)
-        fit_keys = jax.random.split(k_fit, learners)
-        params, loss = jax.vmap(fit, (0, 0, 0, None))(
-            fit_keys, state.actions, state.rewards, state.count
-        )
-        actions, rewards = collect(params, k_collect)
-        write = (0, state.count, 0, 0)
-        data_actions = jax.lax.dynamic_update_slice(state.actions, actions, write)
-        data_rewards = jax.lax.dynamic_update_slice(state.rewards, rewards[..., 0], write[:3])
-        coop = (actions[..., 0] == environment.C).astype(jnp.float32)
-
-        def mean(x, part):
-            return x[:, part].mean(axis=(1, 2)) if x[:, part].size else jnp.full(learners, jnp.nan)
-
-        tab, lrn = slice(None, num_tabular), slice(num_tabular, None)
-        metrics = PhaseMetrics(
-            reward_vs_learner=mean(rewards[..., 0], lrn),
-            coop_vs_learner=mean(coop, lrn),
-            reward_vs_tabular=mean(rewards[..., 0], tab),
-            coop_vs_tabular=mean(coop, tab),
-            tabular_reward=mean(rewards[..., 1], tab),
-            model_loss=loss.total,
-            action_nll=loss.action,
-            obs_nll=loss.obs,
-            reward_nll=loss.reward,
-        )
-        new = PPIState(
-            params,
-            data_actions,
-            data_rewards,
-            state.count + per_phase,
-            key,
-            state.iteration + 1,
-        )
-        return new, metrics
-
-    return PPI(init, phase, model)
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -469,3 +309,182 @@ def make_optimizer(config) -> optax.GradientTransformation:
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adamw(config.lr, b1=0.9, b2=0.98, weight_decay=config.ppi_weight_decay),
     )
+
+
+class Planner(NamedTuple):
+    """How a PPI learner acts: its model and the planning settings (``improved_policy``).
+    Hashable, so ``evaluation.match`` compiles once per pair of players' kinds."""
+
+    model: WorldModel
+    horizon: int
+    num_rollouts: int
+    depth: int
+    beta: float
+    gamma: float
+
+    def policy(self, params: Any, key: jax.Array) -> Policy:
+        """The improved policy of the model with ``params``, planning with ``key``."""
+        return improved_policy(
+            network_model(self.model, params),
+            key,
+            self.horizon,
+            num_rollouts=self.num_rollouts,
+            depth=self.depth,
+            beta=self.beta,
+            gamma=self.gamma,
+        )
+
+
+def make_planner(config) -> Planner:
+    return Planner(
+        make_model(config),
+        config.horizon,
+        config.ppi_rollouts,
+        config.ppi_depth,
+        config.ppi_beta,
+        config.gamma,
+    )
+
+
+def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
+    """PPI for ``config`` (``algo="ppi"``) as a ``train.Trainer``; an iteration is a phase.
+
+    Each phase re-initializes every learner's model, trains it for ``ppi_epochs`` passes over
+    its data so far (``make_optimizer``; ``ppi_batch_size`` episodes per step, drawn uniformly
+    from the data), collects ``num_episodes`` episodes per learner with the improved policy (a
+    ``p_tabular`` share against fresh tabular co-players of ``pool``, the rest against the next
+    learner on the ring ``n -> (n + 1) % N``, each such episode giving data to both players) and
+    appends them. ``init`` fills every learner's dataset with D0: ``ppi_pretrain_episodes``
+    episodes of two U(0, 1) tabular agents. The dataset has a fixed size, so a phase is one
+    jit-compiled program. ``mesh`` lays out seeds and learners only (no episode split yet).
+
+    ``Metrics``: the improved policy's play in the phase's episodes; ``loss`` is the model's
+    final minibatch loss (sum of the NLLs), ``policy_loss`` its own-action NLL, ``value_loss``
+    its reward NLL (the next-observation NLL is the rest), ``grad_norm`` the last step's;
+    ``entropy``, ``approx_kl``, ``clip_fraction`` and the frozen co-player's fields are NaN.
+    """
+    del mesh
+    if coplayer is not None:
+        raise ValueError("algo='ppi' with a frozen co-player is not implemented yet")
+    model, planner = make_model(config), make_planner(config)
+    game = environment.make_game(config.game, config.horizon)
+    learners, horizon = config.num_learners, config.horizon
+    pretrain, size = config.ppi_pretrain_episodes, dataset_size(config)
+    num_tabular = config.num_tabular_episodes
+    half = config.num_learner_episodes // 2  # episodes per ring pair, each seen from both sides
+    optimizer = make_optimizer(config)
+
+    def init_model(key):
+        t = targets(jnp.zeros((horizon, 1, 2), jnp.int32), jnp.zeros((horizon, 1)))
+        return model.init(key, t.inputs, t.action, jnp.zeros((1, OPPONENT_ID_SIZE)))
+
+    def d0(key):
+        k_a, k_b, k_play = jax.random.split(key, 3)
+        thetas_a = strategies.sample_coplayers(k_a, (pretrain,), "uniform")
+        thetas_b = strategies.sample_coplayers(k_b, (pretrain,), "uniform")
+        episodes = play(thetas_a, thetas_b, k_play, pretrain, game)
+        return episodes.actions, episodes.rewards[..., 0]
+
+    def init(key: jax.Array) -> TrainState:
+        k_data, k_model, key = jax.random.split(key, 3)
+        actions, rewards = jax.vmap(d0)(jax.random.split(k_data, learners))
+        pad = size - pretrain
+        data = Dataset(
+            jnp.pad(actions, ((0, 0), (0, pad), (0, 0), (0, 0))),
+            jnp.pad(rewards, ((0, 0), (0, pad), (0, 0))),
+        )
+        params = jax.vmap(init_model)(jax.random.split(k_model, learners))
+        return TrainState(params, data, key, jnp.zeros((), jnp.int32))
+
+    def fit(key, actions_MxTx2, rewards_MxT, count):
+        k_init, k_steps = jax.random.split(key)
+        params = init_model(k_init)
+        steps = config.ppi_epochs * ((count + config.ppi_batch_size - 1) // config.ppi_batch_size)
+
+        def loss_fn(params, idx):
+            t = targets(
+                jnp.swapaxes(actions_MxTx2[idx], 0, 1), jnp.swapaxes(rewards_MxT[idx], 0, 1)
+            )
+            loss = model_loss(model, params, t)
+            return loss.total, loss
+
+        def body(i, carry):
+            params, opt_state, _, _ = carry
+            idx = jax.random.randint(
+                jax.random.fold_in(k_steps, i), (config.ppi_batch_size,), 0, count
+            )
+            (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, idx)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
+
+        zero = ModelLoss(*(jnp.zeros(()) for _ in ModelLoss._fields))
+        start = (params, optimizer.init(params), zero, jnp.zeros(()))
+        params, _, loss, grad_norm = jax.lax.fori_loop(0, steps, body, start)
+        return params, loss, grad_norm
+
+    def collect(params, key):
+        k_tab, k_pool, k_pair = jax.random.split(key, 3)
+        thetas = strategies.sample_coplayers(k_pool, (learners, num_tabular), config.pool)
+
+        def versus_tabular(p, theta_Kx5, k):
+            k_plan, k_play = jax.random.split(k)
+            return play(planner.policy(p, k_plan), theta_Kx5, k_play, num_tabular, game)
+
+        def versus_learner(p_row, p_col, k):
+            k_row, k_col, k_play = jax.random.split(k, 3)
+            row, col = planner.policy(p_row, k_row), planner.policy(p_col, k_col)
+            return play(row, col, k_play, half, game)
+
+        tab = jax.vmap(versus_tabular)(params, thetas, jax.random.split(k_tab, learners))
+        successor = jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), params)
+        pairs = jax.vmap(versus_learner)(params, successor, jax.random.split(k_pair, learners))
+        # Learner n is the row player of pair n and the column player of pair n - 1.
+        as_column = jax.tree.map(lambda x: jnp.flip(jnp.roll(x, 1, axis=0), axis=-1), pairs)
+        actions = jnp.concatenate([tab.actions, pairs.actions, as_column.actions], axis=1)
+        rewards = jnp.concatenate([tab.rewards, pairs.rewards, as_column.rewards], axis=1)
+        return actions, rewards  # [N, E, T, 2]: tabular episodes first
+
+    def iteration(state: TrainState) -> tuple[TrainState, Metrics]:
+        key, k_fit, k_collect = jax.random.split(state.key, 3)
+        data, count = state.opt_state, dataset_count(config, state.iteration)
+        params, loss, grad_norm = jax.vmap(fit, (0, 0, 0, None))(
+            jax.random.split(k_fit, learners), data.actions, data.rewards, count
+        )
+        actions, rewards = collect(params, k_collect)
+        at = (0, count, 0, 0)
+        data = Dataset(
+            jax.lax.dynamic_update_slice(data.actions, actions, at),
+            jax.lax.dynamic_update_slice(data.rewards, rewards[..., 0], at[:3]),
+        )
+        coop = (actions[..., 0] == environment.C).astype(jnp.float32)
+
+        def mean(x_NxExT, part):
+            x = x_NxExT[:, part]
+            return x.mean(axis=(1, 2)) if x.size else jnp.full(learners, jnp.nan)
+
+        tab, lrn = slice(None, num_tabular), slice(num_tabular, None)
+        nan = jnp.full(learners, jnp.nan)
+        metrics = Metrics(
+            reward_vs_learner=mean(rewards[..., 0], lrn),
+            coop_vs_learner=mean(coop, lrn),
+            reward_vs_tabular=mean(rewards[..., 0], tab),
+            coop_vs_tabular=mean(coop, tab),
+            tabular_reward=mean(rewards[..., 1], tab),
+            reward_vs_frozen=nan,
+            coop_vs_frozen=nan,
+            frozen_reward=nan,
+            frozen_coop=nan,
+            loss=loss.total,
+            policy_loss=loss.action,
+            value_loss=loss.reward,
+            entropy=nan,
+            approx_kl=nan,
+            clip_fraction=nan,
+            grad_norm=grad_norm,
+        )
+        return TrainState(params, data, key, state.iteration + 1), metrics
+
+    def chunk(state: TrainState) -> tuple[TrainState, Metrics]:
+        return jax.lax.scan(lambda s, _: iteration(s), state, None, length=config.chunk_iterations)
+
+    return Trainer(init, iteration, chunk)

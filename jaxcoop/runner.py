@@ -16,11 +16,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxcoop import checkpoints, evaluation, figures, loggers, records, sharding, trained
-from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
+from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences, resumable_fields
 from jaxcoop.environment import make_game
 from jaxcoop.networks import Agent
 from jaxcoop.records import RunFolderError
-from jaxcoop.train import Metrics, Trainer, TrainState, make_agent, make_trainer
+from jaxcoop.train import Metrics, Trainer, TrainState, make_player, make_trainer
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -236,8 +236,8 @@ def resume(
     if differences:
         raise RunFolderError(
             f"--resume {run_dir}: these fields change the training program and must stay as the "
-            f"run was started: {'; '.join(differences)} (only {', '.join(RESUMABLE_FIELDS)} may "
-            "change)"
+            f"run was started: {'; '.join(differences)} (only "
+            f"{', '.join(resumable_fields(saved))} may change)"
         )
     step = checkpoints.latest_step(run_dir)
     if step > config.num_iterations:
@@ -415,7 +415,7 @@ class _Session:
             summary = self.summarize(compile_seconds, train_seconds, sessions, title)
             records.write_summary(run_dir, summary)  # kept even if the evaluation below fails
         played = evaluation.evaluate_learners(
-            make_agent(config),
+            make_player(config),
             sharding.to_host(state.params, self.mesh),
             make_game(config.game, config.horizon),
             jax.random.fold_in(jax.random.key(config.seed), 1),

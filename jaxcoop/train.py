@@ -26,7 +26,9 @@ from jaxcoop.sharding import Sharder, no_sharding
 
 @struct.dataclass
 class TrainState:
-    """Everything a run carries between iterations (learner axis ``[N]`` first where stacked)."""
+    """Everything a run carries between iterations (learner axis ``[N]`` first where stacked).
+    ``opt_state`` is every learner's optimizer state; PPI keeps its dataset there instead
+    (``ppi.Dataset``)."""
 
     params: Any
     opt_state: Any
@@ -89,6 +91,16 @@ def agent_fields(backbone: str) -> tuple[str, ...]:
 
 def make_agent(config: Config) -> Agent:
     return Agent(**{name: getattr(config, name) for name in AGENT_FIELDS})
+
+
+def make_player(config: Config) -> Any:
+    """What acts for a trained learner of ``config`` in ``evaluation``: its ``Agent``, or for
+    PPI the ``ppi.Planner`` (the improved policy of its model)."""
+    if config.algo == "ppi":
+        from jaxcoop import ppi  # ppi builds on this module's types
+
+        return ppi.make_planner(config)
+    return make_agent(config)
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
@@ -261,7 +273,13 @@ def make_trainer(
     against that agent instead of against the other learners; its parameters live in
     ``TrainState.coplayer_params`` (``init`` fills them with a random initialization: replace
     them with trained ones, e.g. ``state.replace(coplayer_params=...)``).
+
+    ``algo="ppi"`` gives ``ppi.make_trainer``'s (an iteration is a PPI phase).
     """
+    if config.algo == "ppi":
+        from jaxcoop import ppi  # ppi builds on this module's types
+
+        return ppi.make_trainer(config, coplayer, mesh)
     game = environment.make_game(config.game, config.horizon)
     agent = make_agent(config)
     optimizer = make_optimizer(config)

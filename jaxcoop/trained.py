@@ -165,6 +165,11 @@ def load_agent(
     run_dir = Path(run_dir)
     loaded = load(run_dir, step)
     config = loaded.config
+    if config.algo == "ppi":
+        raise RunFolderError(
+            f"{run_dir} is a PPI run: load_agent gives A2C / PPO agents; play a PPI learner "
+            "with jaxcoop.evaluation.Player(jaxcoop.ppi.make_planner(config), params)"
+        )
     _check_index("learner", learner, config.num_learners, run_dir)
     _check_index("seed", seed, config.num_seeds, run_dir)
     params = jax.tree.map(lambda x: jnp.asarray(x[seed, learner]), loaded.params)
@@ -230,6 +235,11 @@ def resolve_warm_start(
     Raises ``RunFolderError`` / ``ValueError`` naming what does not fit, before any compilation.
     """
     n, seeds = config.num_learners, config.num_seeds
+    if config.algo == "ppi" and (init_from or frozen is not None):
+        raise ValueError(
+            "--init-from and --frozen-coplayer are not implemented for algo='ppi' yet (a PPI "
+            "learner re-initializes its model every phase; a frozen PPI co-player would plan)"
+        )
     if len(init_from) not in (0, 1, n):
         raise ValueError(
             f"--init-from was given {len(init_from)} times; give it once (all learners) or "

@@ -2,12 +2,14 @@
 model against the parallel one, and planning (Q̂, the improved policy) against exact values of
 tabular co-players."""
 
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcoop import environment, ppi, strategies
+from jaxcoop import environment, ppi, strategies, train
 from jaxcoop.environment import START, C, D
 from jaxcoop.networks import RoundInput
 from jaxcoop.rollout import play
@@ -263,8 +265,8 @@ def tiny_ppi():
         ppi_depth=4,
         ppi_beta=3.0,
     )
-    loop = ppi.make_ppi(config)
-    init, phase = jax.jit(loop.init), jax.jit(loop.phase)
+    loop = train.make_trainer(config)  # algo="ppi": ppi.make_trainer
+    init, phase = jax.jit(loop.init), jax.jit(loop.iteration)
     states, metrics = [init(jax.random.key(0))], []
     for _ in range(config.num_iterations):
         state, m = phase(states[-1])
@@ -282,17 +284,22 @@ def test_ppi_learns_to_defect_against_always_cooperate(tiny_ppi):
     np.testing.assert_allclose(last.reward_vs_tabular, 2 - last.coop_vs_tabular, atol=1e-6)
     # Always-cooperate earns 1 against C and -1 against D.
     np.testing.assert_allclose(last.tabular_reward, 2 * last.coop_vs_tabular - 1, atol=1e-6)
-    assert np.all(np.isfinite(first.model_loss)) and np.all(first.model_loss > 0)
+    assert np.all(np.isfinite(first.loss)) and np.all(
+        first.loss > first.policy_loss + first.value_loss
+    )
 
 
 def test_ppi_dataset_grows_by_each_phases_episodes_seen_from_both_seats(tiny_ppi):
     config, _, states, _ = tiny_ppi
     pretrain, per_phase = config.ppi_pretrain_episodes, config.num_episodes
-    assert [int(s.count) for s in states] == [pretrain + k * per_phase for k in range(4)]
-    assert states[0].actions.shape == (2, pretrain + 3 * per_phase, config.horizon, 2)
+    counts = [int(ppi.dataset_count(config, s.iteration)) for s in states]
+    assert counts == [pretrain + k * per_phase for k in range(4)]
+    data = [s.opt_state for s in states]  # PPI keeps its dataset there
+    assert data[0].actions.shape == (2, ppi.dataset_size(config), config.horizon, 2)
+    assert ppi.dataset_size(config) == pretrain + 3 * per_phase
     new = slice(pretrain, pretrain + per_phase)
-    actions = np.asarray(states[1].actions[:, new])  # [N, E, T, 2]
-    rewards = np.asarray(states[1].rewards[:, new])
+    actions = np.asarray(data[1].actions[:, new])  # [N, E, T, 2]
+    rewards = np.asarray(data[1].rewards[:, new])
     tabular, half = config.num_tabular_episodes, config.num_learner_episodes // 2
     # Tabular episodes against always-cooperate: the co-player always plays C.
     assert np.all(actions[:, :tabular, :, 1] == C)
@@ -301,11 +308,31 @@ def test_ppi_dataset_grows_by_each_phases_episodes_seen_from_both_seats(tiny_ppi
     col1 = actions[1, tabular + half :]
     np.testing.assert_array_equal(col1, row0[..., ::-1])
     np.testing.assert_array_equal(rewards, IPD[actions[..., 0], actions[..., 1], 0])
-    assert np.all(np.asarray(states[1].actions[:, pretrain + per_phase :]) == 0)  # not yet used
+    assert np.all(np.asarray(data[1].actions[:, pretrain + per_phase :]) == 0)  # not yet used
 
 
 def test_ppi_phase_is_reproducible_from_the_state(tiny_ppi):
     _, phase, states, metrics = tiny_ppi
     again, m = phase(states[1])
-    np.testing.assert_array_equal(again.actions, states[2].actions)
-    np.testing.assert_array_equal(jax.device_get(m).model_loss, metrics[1].model_loss)
+    np.testing.assert_array_equal(again.opt_state.actions, states[2].opt_state.actions)
+    np.testing.assert_array_equal(jax.device_get(m).loss, metrics[1].loss)
+
+
+def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(tmp_path):
+    from jaxcoop import checkpoints, records, runner
+    from jaxcoop.config import preset
+
+    config = preset("tiny", algo="ppi")
+    assert (config.algo, config.num_iterations, config.chunk_iterations) == ("ppi", 2, 1)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    runner.run(config, whole, log=lambda line: None, evaluation_episodes=8)
+    runner.run(
+        config.replace(keep_checkpoints=5), cut, log=lambda line: None, evaluation_episodes=8
+    )
+    assert checkpoints.steps(cut) == [1, 2]
+    shutil.rmtree(checkpoints.directory(cut) / "2")
+    runner.resume(cut, log=lambda line: None, evaluation_episodes=8)
+    metrics = (whole / records.METRICS_FILE).read_bytes()
+    assert (cut / records.METRICS_FILE).read_bytes() == metrics
+    with pytest.raises(records.RunFolderError, match="num_iterations: 2 -> 4"):
+        runner.resume(cut, {"num_iterations": 4}, log=lambda line: None)
