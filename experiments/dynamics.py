@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxcoop import checkpoints, cli, environment, evaluation, experiment, figures, trained
 from jaxcoop.experiment import Run
-from jaxcoop.train import make_agent
+from jaxcoop.train import make_player
 
 #: Updates below the paper's 200k: one cpu-scale run in about 10 minutes on 2 cores.
 ITERATIONS = {"cpu": 20_000}
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     summaries = experiment.run_all(command, [todo], "dynamics")
     run_dir = command.out / todo.name
     config = todo.config
-    agent, game = make_agent(config), environment.make_game(config.game, config.horizon)
+    agent, game = make_player(config), environment.make_game(config.game, config.horizon)
     key = jax.random.key(config.seed)
     played = {}
     for step in snapshot_steps(checkpoints.steps(run_dir)):

@@ -65,9 +65,11 @@ def _policy(agent: Any, params: Any, key: jax.Array) -> Policy:
 def _compiled_match(agent_a: Any, agent_b: Any, num_episodes: int, horizon: int):
     def run(params_a, params_b, payoffs, key):
         game = Game(payoffs, horizon)
+        # ``play`` takes round t's key from ``key`` (its ``split(key, horizon)[t]``); a
+        # planner's key is another index of the same key, so no random numbers are shared.
         policies = (
-            _policy(agent_a, params_a, jax.random.fold_in(key, 1)),
-            _policy(agent_b, params_b, jax.random.fold_in(key, 2)),
+            _policy(agent_a, params_a, jax.random.fold_in(key, horizon)),
+            _policy(agent_b, params_b, jax.random.fold_in(key, horizon + 1)),
         )
         return play(*policies, key, num_episodes, game)
 

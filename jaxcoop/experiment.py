@@ -21,7 +21,7 @@ import numpy as np
 from jaxcoop import environment, evaluation, records, runner, trained
 from jaxcoop.cli import ExperimentCommand, UsageError
 from jaxcoop.config import Config, scaled
-from jaxcoop.train import make_agent
+from jaxcoop.train import make_player
 from jaxcoop.trained import Source
 
 RESULTS_FILE = "results.json"
@@ -182,7 +182,7 @@ def cross_play_runs(
     players, game = {}, None
     for name in names:
         loaded = trained.load(Path(out) / name)
-        agent = make_agent(loaded.config)
+        agent = make_player(loaded.config)
         game = environment.make_game(loaded.config.game, loaded.config.horizon)
         for n in range(loaded.config.num_learners):
             params = evaluation.learner_params(loaded.params, 0, n)

@@ -278,8 +278,10 @@ def run_or_resume(
 ) -> dict:
     """One run of a multi-run experiment, brought to its end whatever happened before: a run
     that finished (``summary.json`` with its evaluation) is kept, an interrupted one is resumed
-    from its newest checkpoint, otherwise a new one starts (``run``). A folder holding a run of
-    another config is refused, naming the fields. Returns the run's summary."""
+    from its newest checkpoint (one stopped before its first checkpoint is moved aside to
+    ``<run_dir>.interrupted-<time>`` and started again), otherwise a new one starts (``run``).
+    A folder holding a run of another config is refused, naming the fields. Returns the run's
+    summary."""
     run_dir = Path(run_dir)
     if not (run_dir / records.CONFIG_FILE).exists():
         return run(
@@ -301,6 +303,19 @@ def run_or_resume(
         raise RunFolderError(
             f"{run_dir} holds a run of another config ({'; '.join(differences)}); choose "
             "another --out, or remove that folder"
+        )
+    if not checkpoints.steps(run_dir):  # stopped before its first checkpoint: start again
+        aside = run_dir.with_name(f"{run_dir.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        log(f"{run_dir}: stopped before its first checkpoint; moved to {aside}, starting again")
+        return run_or_resume(
+            config,
+            run_dir,
+            preset,
+            log,
+            init_from=init_from,
+            frozen_coplayer=frozen_coplayer,
+            devices=devices,
         )
     summary_path = run_dir / records.SUMMARY_FILE
     if summary_path.exists():

@@ -147,3 +147,21 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, argv, mess
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_moved_aside_and_started_again(tmp_path):
+    from jaxcoop import runner
+    from jaxcoop.config import preset
+
+    config = preset("tiny")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    records.write_config(run_dir, config, "tiny")
+    (run_dir / records.METRICS_FILE).write_text("iteration,seed\n0,0\n")  # a partial record
+    lines = []
+    summary = runner.run_or_resume(config, run_dir, "tiny", lines.append)
+    assert "stopped before its first checkpoint" in lines[0]
+    (aside,) = tmp_path.glob("run.interrupted-*")
+    assert (aside / records.METRICS_FILE).read_text() == "iteration,seed\n0,0\n"  # kept
+    assert summary["iterations"] == config.num_iterations
+    assert (run_dir / records.SUMMARY_FILE).exists()
