@@ -164,7 +164,14 @@ def mechanism(
     _finish(ax, "cooperation rate", title="step 2: cooperation of both sides")
     ax = axes[1, 2]
     _band(ax, step3, "coop_vs_learner", "cooperation", "tab:blue")
-    _band(ax, step3, "reward_vs_learner", "reward", "tab:green")
+    _band(
+        ax,
+        step3,
+        "reward_vs_learner",
+        "reward (equal to cooperation when both play alike)",
+        "tab:green",
+        ls="--",
+    )
     _finish(ax, "reward / cooperation", title="step 3: extortioner vs extortioner")
     fig.suptitle(f"{title} (mean ± std over seeds, moving average)")
     return _save(fig, path)
