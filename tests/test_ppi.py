@@ -321,17 +321,14 @@ def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(tmp_path
     from jaxcoop import checkpoints, records, runner
     from jaxcoop.config import preset
 
-    config = preset("tiny", algo="ppi")
+    config = preset("tiny", algo="ppi").replace(keep_checkpoints=5)
     assert (config.algo, config.num_iterations, config.chunk_iterations) == ("ppi", 2, 1)
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    runner.run(config, whole, log=lambda line: None, evaluation_episodes=8)
-    runner.run(
-        config.replace(keep_checkpoints=5), cut, log=lambda line: None, evaluation_episodes=8
-    )
-    assert checkpoints.steps(cut) == [1, 2]
-    shutil.rmtree(checkpoints.directory(cut) / "2")
-    runner.resume(cut, log=lambda line: None, evaluation_episodes=8)
-    metrics = (whole / records.METRICS_FILE).read_bytes()
-    assert (cut / records.METRICS_FILE).read_bytes() == metrics
+    run_dir = tmp_path / "run"
+    runner.run(config, run_dir, log=lambda line: None, evaluation_episodes=8)
+    whole = (run_dir / records.METRICS_FILE).read_bytes()
+    assert checkpoints.steps(run_dir) == [1, 2]
+    shutil.rmtree(checkpoints.directory(run_dir) / "2")  # as if killed during phase 2
+    runner.resume(run_dir, log=lambda line: None, evaluation_episodes=8)
+    assert (run_dir / records.METRICS_FILE).read_bytes() == whole
     with pytest.raises(records.RunFolderError, match="num_iterations: 2 -> 4"):
-        runner.resume(cut, {"num_iterations": 4}, log=lambda line: None)
+        runner.resume(run_dir, {"num_iterations": 4}, log=lambda line: None)
