@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxcoop import checkpoints, evaluation, figures, loggers, records, sharding, trained
-from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences, resumable_fields
+from jaxcoop.config import Config, program_differences, resumable_fields
 from jaxcoop.environment import make_game
 from jaxcoop.networks import Agent
 from jaxcoop.records import RunFolderError
@@ -283,7 +283,25 @@ def run_or_resume(
     A folder holding a run of another config is refused, naming the fields. Returns the run's
     summary."""
     run_dir = Path(run_dir)
-    if not (run_dir / records.CONFIG_FILE).exists():
+    fresh = not (run_dir / records.CONFIG_FILE).exists()
+    if not fresh:
+        existing, _ = records.read_config(run_dir)
+        differences = [
+            f"{name}: {getattr(existing, name)!r} -> {getattr(config, name)!r}"
+            for name in resumable_fields(existing)
+            if getattr(existing, name) != getattr(config, name)
+        ] + program_differences(existing, config)
+        if differences:
+            raise RunFolderError(
+                f"{run_dir} holds a run of another config ({'; '.join(differences)}); choose "
+                "another --out, or remove that folder"
+            )
+        if not checkpoints.steps(run_dir):  # stopped before its first checkpoint
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{stamp}"))
+            log(f"{run_dir}: stopped before its first checkpoint; moved to {aside}, starting again")
+            fresh = True
+    if fresh:
         return run(
             config,
             run_dir,
@@ -293,30 +311,6 @@ def run_or_resume(
             frozen_coplayer=frozen_coplayer,
             devices=devices,
         )[1]
-    existing, _ = records.read_config(run_dir)
-    differences = [
-        f"{name}: {getattr(existing, name)!r} -> {getattr(config, name)!r}"
-        for name in RESUMABLE_FIELDS
-        if getattr(existing, name) != getattr(config, name)
-    ] + program_differences(existing, config)
-    if differences:
-        raise RunFolderError(
-            f"{run_dir} holds a run of another config ({'; '.join(differences)}); choose "
-            "another --out, or remove that folder"
-        )
-    if not checkpoints.steps(run_dir):  # stopped before its first checkpoint: start again
-        aside = run_dir.with_name(f"{run_dir.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}")
-        run_dir.rename(aside)
-        log(f"{run_dir}: stopped before its first checkpoint; moved to {aside}, starting again")
-        return run_or_resume(
-            config,
-            run_dir,
-            preset,
-            log,
-            init_from=init_from,
-            frozen_coplayer=frozen_coplayer,
-            devices=devices,
-        )
     summary_path = run_dir / records.SUMMARY_FILE
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
