@@ -34,13 +34,8 @@ EVALUATION_EPISODES = 512
 
 
 def runs(command: cli.ExperimentCommand) -> list[Run]:
-    """The three runs; with ``--algo ppi`` the opponent-ID ablation is left out (PPI's model
-    has no opponent-ID token yet), and a line says so."""
-    names = list(RUNS)
-    if command.algo == "ppi":
-        names.remove("opponent-id")
-        print("opponent-id: left out with --algo ppi (not implemented for PPI yet)")
-    return [Run(name, experiment.config_for(command, name, ITERATIONS)) for name in names]
+    """The three runs."""
+    return [Run(name, experiment.config_for(command, name, ITERATIONS)) for name in RUNS]
 
 
 def main(argv: list[str] | None = None) -> None:

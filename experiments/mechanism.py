@@ -30,7 +30,7 @@ import numpy as np
 from jaxcoop import cli, environment, evaluation, experiment, extortion, figures, records, trained
 from jaxcoop.evaluation import Player
 from jaxcoop.experiment import Run
-from jaxcoop.train import make_agent
+from jaxcoop.train import make_player
 
 #: Updates per step below the paper's (50k, 100k, 10k): the three cpu-scale runs fit in about
 #: 20 minutes on 2 cores.
@@ -46,12 +46,6 @@ EVALUATION_EPISODES = 1024
 
 
 def runs(command: cli.ExperimentCommand) -> list[Run]:
-    if command.algo == "ppi":
-        raise cli.UsageError(
-            "experiments.mechanism --algo ppi needs a frozen PPI co-player (step 2) and PPI warm "
-            "starts (step 3), which are not implemented yet; it runs a2c and ppo"
-        )
-
     def config(name):
         return experiment.config_for(command, name, ITERATIONS[name])
 
@@ -67,7 +61,7 @@ def step1_within_episode(run_dir: Path, key: jax.Array) -> dict[str, dict[str, n
     loaded = trained.load(run_dir)
     game = environment.make_game(loaded.config.game, loaded.config.horizon)
     return evaluation.evaluate_learners(
-        make_agent(loaded.config), loaded.params, game, key, EVALUATION_EPISODES, STEP1_PANEL
+        make_player(loaded.config), loaded.params, game, key, EVALUATION_EPISODES, STEP1_PANEL
     )
 
 
@@ -78,7 +72,7 @@ def step2_extortion(step2_dir: Path, step1_dir: Path, key: jax.Array) -> list[di
     new, frozen = trained.load(step2_dir), trained.load(step1_dir)
     source_seeds = jax.tree.leaves(frozen.params)[0].shape[0]
     game = environment.make_game(new.config.game, new.config.horizon)
-    new_agent, frozen_agent = make_agent(new.config), make_agent(frozen.config)
+    new_agent, frozen_agent = make_player(new.config), make_player(frozen.config)
     reports = []
     for s in range(new.config.num_seeds):
         frozen_seed = s if source_seeds == new.config.num_seeds else 0

@@ -195,13 +195,6 @@ def validate(c: Config) -> None:
             c.num_heads,
             f"a divisor of hidden_dim={c.hidden_dim} (the transformer's width)",
         )
-    if c.algo == "ppi":
-        _require(
-            not c.opponent_id,
-            "opponent_id",
-            c.opponent_id,
-            "false with algo='ppi' (the PPI model's opponent-ID token is not implemented yet)",
-        )
     if c.algo == "ppo":
         _require(
             c.num_episodes % c.ppo_minibatches == 0,

@@ -56,6 +56,15 @@ PAPER = {
     },
     "step3-mutual": {"coop_vs_learner": (0.95, 0.95), "reward_vs_learner": (0.9, 1.0)},
 }
+#: Where the paper gives PPI its own values (Fig. 2 step 2; cooperation is not given for PPI).
+PAPER_PPI = {"step2-extort": {"reward_vs_frozen": (0.88, 1.05), "frozen_reward": (0.2, 0.23)}}
+
+
+def paper_ranges(name: str, algo: str) -> dict[str, tuple[float, float]]:
+    """The paper's ``(low, high)`` per measure of run ``name`` for ``algo``."""
+    if algo == "ppi" and name in PAPER_PPI:
+        return PAPER_PPI[name]
+    return PAPER.get(name, {})
 
 
 class Run(NamedTuple):
@@ -134,9 +143,10 @@ def results_rows(
     results = {}
     for r in runs:
         s = summaries[r.name]
-        paper = PAPER.get(r.name, {})
+        paper = paper_ranges(r.name, r.config.algo)
+        measures = list(PAPER.get(r.name, {})) or ["coop_vs_learner"]
         results[r.name] = {
-            "ours": final(Path(out) / r.name, list(paper) or ["coop_vs_learner"]),
+            "ours": final(Path(out) / r.name, measures),
             "paper": {k: list(v) for k, v in paper.items()},
             "seeds": r.config.num_seeds,
             "updates": r.config.num_iterations,

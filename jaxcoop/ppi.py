@@ -35,7 +35,7 @@ from flax import linen as nn
 from jaxcoop import environment, strategies
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES, START
 from jaxcoop.networks import Agent, RoundInput, shift_right
-from jaxcoop.rollout import Policy, play
+from jaxcoop.rollout import Policy, agent_policy, play
 from jaxcoop.strategies import OPPONENT_ID_SIZE
 from jaxcoop.train import AGENT_FIELDS, Metrics, Trainer, TrainState
 
@@ -89,11 +89,20 @@ class Model(NamedTuple):
     outcome: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def network_model(model: WorldModel, params: Any) -> Model:
-    """A ``WorldModel`` with (unstacked) ``params`` as a ``Model`` (no opponent ID: zeros)."""
+def _opponent_ids(opponent_id: jax.Array | None, num_episodes: int) -> jax.Array:
+    """Opponent-ID vectors ``[E, 10]``: ``opponent_id`` (``[10]`` or ``[E, 10]``) or zeros."""
+    shape = (num_episodes, OPPONENT_ID_SIZE)
+    if opponent_id is None:
+        return jnp.zeros(shape, jnp.float32)
+    return jnp.broadcast_to(jnp.asarray(opponent_id, jnp.float32), shape)
+
+
+def network_model(model: WorldModel, params: Any, opponent_id: jax.Array | None = None) -> Model:
+    """A ``WorldModel`` with (unstacked) ``params`` as a ``Model``; ``opponent_id`` ``[10]`` or
+    ``[E, 10]`` (``strategies.opponent_id``) when the model was trained with it, else zeros."""
 
     def initial_carry(num_episodes):
-        z = jnp.zeros((num_episodes, OPPONENT_ID_SIZE), jnp.float32)
+        z = _opponent_ids(opponent_id, num_episodes)
         return model.apply(params, z, method=WorldModel.initial_carry)
 
     return Model(
@@ -148,13 +157,18 @@ def _nll(logits: jax.Array, label: jax.Array) -> jax.Array:
 
 
 def model_loss(
-    model: WorldModel, params: Any, t: Targets, weight_B: jax.Array | None = None
+    model: WorldModel,
+    params: Any,
+    t: Targets,
+    weight_B: jax.Array | None = None,
+    opponent_id_BxZ: jax.Array | None = None,
 ) -> ModelLoss:
     """The sum of the three negative log-likelihoods (own action, next observation, reward with
     unit variance: ``(r - r̂)² / 2``), averaged over rounds and the episodes' ``weight_B``
-    (default: all 1; 0 leaves an episode out, e.g. unused dataset slots)."""
+    (default: all 1; 0 leaves an episode out, e.g. unused dataset slots). ``opponent_id_BxZ``:
+    the episodes' opponent-ID vectors (default zeros)."""
     batch = t.action.shape[1]
-    z = jnp.zeros((batch, OPPONENT_ID_SIZE), jnp.float32)
+    z = _opponent_ids(opponent_id_BxZ, batch)
     logits, obs_logits, reward = model.apply(params, t.inputs, t.action, z)
     weight_B = jnp.ones((batch,), jnp.float32) if weight_B is None else weight_B
     weight_TxB = jnp.broadcast_to(weight_B[None], t.action.shape)
@@ -282,9 +296,12 @@ class Dataset(NamedTuple):
     actions: int8 ``[N, M, T, 2]`` first-person episodes (own move, co-player's move); the
       rewards are the game's payoffs of these moves, so they are not stored (2 bytes a round:
       3.2 GB for 10 seeds x 2 learners x 800,000 episodes x 100 rounds at paper scale).
+    opponent_id: float32 ``[N, M, 10]``, each episode's opponent-ID vector (zeros against
+      learners and frozen co-players), only with ``config.opponent_id`` (else ``None``).
     """
 
     actions: jax.Array
+    opponent_id: jax.Array | None = None
 
 
 def dataset_size(config) -> int:
@@ -322,10 +339,11 @@ class Planner(NamedTuple):
     beta: float
     gamma: float
 
-    def policy(self, params: Any, key: jax.Array) -> Policy:
-        """The improved policy of the model with ``params``, planning with ``key``."""
+    def policy(self, params: Any, key: jax.Array, opponent_id: jax.Array | None = None) -> Policy:
+        """The improved policy of the model with ``params``, planning with ``key``; the
+        co-players' ``opponent_id`` ``[10]`` / ``[E, 10]`` if the model was trained with it."""
         return improved_policy(
-            network_model(self.model, params),
+            network_model(self.model, params, opponent_id),
             key,
             self.horizon,
             num_rollouts=self.num_rollouts,
@@ -346,6 +364,20 @@ def make_planner(config) -> Planner:
     )
 
 
+def init_model_params(model: WorldModel, key: jax.Array) -> Any:
+    """Parameters of one ``WorldModel``."""
+    t = targets(jnp.zeros((1, 1, 2), jnp.int32), jnp.zeros((1, 1)))
+    return model.init(key, t.inputs, t.action, jnp.zeros((1, OPPONENT_ID_SIZE)))
+
+
+def coplayer_policy(coplayer: Any, params: Any, key: jax.Array) -> Policy:
+    """A frozen co-player as a ``Policy``: a ``Planner`` (a PPI agent: it plans with ``key``)
+    or an ``Agent`` (A2C / PPO) with its unstacked ``params``."""
+    if isinstance(coplayer, Planner):
+        return coplayer.policy(params, key)
+    return agent_policy(coplayer, params)
+
+
 def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     """PPI for ``config`` (``algo="ppi"``) as a ``train.Trainer``; an iteration is a phase.
 
@@ -353,54 +385,74 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     its data so far (``make_optimizer``; ``ppi_batch_size`` episodes per step, drawn uniformly
     from the data), collects ``num_episodes`` episodes per learner with the improved policy (a
     ``p_tabular`` share against fresh tabular co-players of ``pool``, the rest against the next
-    learner on the ring ``n -> (n + 1) % N``, each such episode giving data to both players) and
-    appends them. ``init`` fills every learner's dataset with D0: ``ppi_pretrain_episodes``
-    episodes of two U(0, 1) tabular agents. The dataset has a fixed size, so a phase is one
+    learner on the ring ``n -> (n + 1) % N``, each such episode giving data to both players, or
+    against the frozen ``coplayer``) and appends them. ``init`` fills every learner's dataset
+    with D0: ``ppi_pretrain_episodes`` episodes of two U(0, 1) tabular agents (a warm start
+    replaces them: ``with_initial_data``). The dataset has a fixed size, so a phase is one
     jit-compiled program. ``mesh`` lays out seeds and learners only (no episode split yet).
+
+    ``coplayer``: a frozen co-player, a ``Planner`` (a trained PPI agent, planning) or an
+    ``Agent`` (A2C / PPO), its parameters in ``TrainState.coplayer_params`` (``init`` fills them
+    with a random initialization to be replaced). With ``config.opponent_id`` the model reads
+    the tabular co-player's identity vector and the dataset keeps it (``Dataset.opponent_id``).
 
     ``Metrics``: the improved policy's play in the phase's episodes; ``loss`` is the model's
     final minibatch loss (sum of the NLLs), ``policy_loss`` its own-action NLL, ``value_loss``
     its reward NLL (the next-observation NLL is the rest), ``grad_norm`` the last step's;
-    ``entropy``, ``approx_kl``, ``clip_fraction`` and the frozen co-player's fields are NaN.
+    ``entropy``, ``approx_kl`` and ``clip_fraction`` are NaN, and so are the frozen
+    co-player's fields without one.
     """
     del mesh
-    if coplayer is not None:
-        raise ValueError("algo='ppi' with a frozen co-player is not implemented yet")
     model, planner = make_model(config), make_planner(config)
     game = environment.make_game(config.game, config.horizon)
-    learners, horizon = config.num_learners, config.horizon
+    learners = config.num_learners
     pretrain, size = config.ppi_pretrain_episodes, dataset_size(config)
     num_tabular = config.num_tabular_episodes
-    half = config.num_learner_episodes // 2  # episodes per ring pair, each seen from both sides
+    num_frozen = 0 if coplayer is None else config.num_learner_episodes
+    # Episodes per ring pair, each seen from both sides.
+    half = 0 if coplayer is not None else config.num_learner_episodes // 2
+    with_id = config.opponent_id
     optimizer = make_optimizer(config)
-
-    def init_model(key):
-        t = targets(jnp.zeros((horizon, 1, 2), jnp.int32), jnp.zeros((horizon, 1)))
-        return model.init(key, t.inputs, t.action, jnp.zeros((1, OPPONENT_ID_SIZE)))
 
     def d0(key):
         k_a, k_b, k_play = jax.random.split(key, 3)
         thetas_a = strategies.sample_coplayers(k_a, (pretrain,), "uniform")
         thetas_b = strategies.sample_coplayers(k_b, (pretrain,), "uniform")
-        return play(thetas_a, thetas_b, k_play, pretrain, game).actions.astype(jnp.int8)
+        actions = play(thetas_a, thetas_b, k_play, pretrain, game).actions.astype(jnp.int8)
+        return actions, strategies.opponent_id(thetas_b)
 
     def init(key: jax.Array) -> TrainState:
         k_data, k_model, key = jax.random.split(key, 3)
-        actions = jax.vmap(d0)(jax.random.split(k_data, learners))
-        data = Dataset(jnp.pad(actions, ((0, 0), (0, size - pretrain), (0, 0), (0, 0))))
-        params = jax.vmap(init_model)(jax.random.split(k_model, learners))
-        return TrainState(params, data, key, jnp.zeros((), jnp.int32))
+        k_coplayer = jax.random.fold_in(k_model, learners)
+        actions, ids = jax.vmap(d0)(jax.random.split(k_data, learners))
+        grow = ((0, 0), (0, size - pretrain))
+        data = Dataset(
+            jnp.pad(actions, (*grow, (0, 0), (0, 0))),
+            jnp.pad(ids, (*grow, (0, 0))) if with_id else None,
+        )
+        params = jax.vmap(lambda k: init_model_params(model, k))(
+            jax.random.split(k_model, learners)
+        )
+        coplayer_params = None
+        if isinstance(coplayer, Planner):
+            coplayer_params = init_model_params(coplayer.model, k_coplayer)
+        elif coplayer is not None:
+            from jaxcoop.train import init_params  # ppi builds on train's types
 
-    def fit(key, actions_MxTx2, count):
+            coplayer_params = init_params(coplayer, k_coplayer)
+        return TrainState(params, data, key, jnp.zeros((), jnp.int32), coplayer_params)
+
+    def fit(key, actions_MxTx2, ids_MxZ, count):
         k_init, k_steps = jax.random.split(key)
-        params = init_model(k_init)
+        params = init_model_params(model, k_init)
         steps = config.ppi_epochs * ((count + config.ppi_batch_size - 1) // config.ppi_batch_size)
 
         def loss_fn(params, idx):
             actions_TxBx2 = jnp.swapaxes(actions_MxTx2[idx], 0, 1).astype(jnp.int32)
             rewards_TxB = game.payoffs[actions_TxBx2[..., 0], actions_TxBx2[..., 1], 0]
             t = targets(actions_TxBx2, rewards_TxB)
-            loss = model_loss(model, params, t)
+            ids = None if ids_MxZ is None else ids_MxZ[idx]
+            loss = model_loss(model, params, t, opponent_id_BxZ=ids)
             return loss.total, loss
 
         def body(i, carry):
@@ -417,44 +469,68 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
         params, _, loss, grad_norm = jax.lax.fori_loop(0, steps, body, start)
         return params, loss, grad_norm
 
-    def collect(params, key):
-        k_tab, k_pool, k_pair = jax.random.split(key, 3)
+    def collect(params, coplayer_params, key):
+        k_tab, k_pool, k_frozen, k_pair = jax.random.split(key, 4)
         thetas = strategies.sample_coplayers(k_pool, (learners, num_tabular), config.pool)
 
         def versus_tabular(p, theta_Kx5, k):
             k_plan, k_play = jax.random.split(k)
-            return play(planner.policy(p, k_plan), theta_Kx5, k_play, num_tabular, game)
+            ids = strategies.opponent_id(theta_Kx5) if with_id else None
+            me = planner.policy(p, k_plan, ids)
+            return play(me, theta_Kx5, k_play, num_tabular, game)
+
+        def versus_frozen(p, k):
+            k_plan, k_coplayer, k_play = jax.random.split(k, 3)
+            other = coplayer_policy(coplayer, coplayer_params, k_coplayer)
+            return play(planner.policy(p, k_plan), other, k_play, num_frozen, game)
 
         def versus_learner(p_row, p_col, k):
             k_row, k_col, k_play = jax.random.split(k, 3)
             row, col = planner.policy(p_row, k_row), planner.policy(p_col, k_col)
             return play(row, col, k_play, half, game)
 
-        tab = jax.vmap(versus_tabular)(params, thetas, jax.random.split(k_tab, learners))
-        successor = jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), params)
-        pairs = jax.vmap(versus_learner)(params, successor, jax.random.split(k_pair, learners))
-        # Learner n is the row player of pair n and the column player of pair n - 1.
-        as_column = jax.tree.map(lambda x: jnp.flip(jnp.roll(x, 1, axis=0), axis=-1), pairs)
-        actions = jnp.concatenate([tab.actions, pairs.actions, as_column.actions], axis=1)
-        rewards = jnp.concatenate([tab.rewards, pairs.rewards, as_column.rewards], axis=1)
-        return actions, rewards  # [N, E, T, 2]: tabular episodes first
+        parts = [jax.vmap(versus_tabular)(params, thetas, jax.random.split(k_tab, learners))]
+        if coplayer is not None:
+            parts.append(jax.vmap(versus_frozen)(params, jax.random.split(k_frozen, learners)))
+        else:
+            successor = jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), params)
+            keys = jax.random.split(k_pair, learners)
+            pairs = jax.vmap(versus_learner)(params, successor, keys)
+            # Learner n is the row player of pair n and the column player of pair n - 1.
+            as_column = jax.tree.map(lambda x: jnp.flip(jnp.roll(x, 1, axis=0), axis=-1), pairs)
+            parts += [pairs, as_column]
+        actions = jnp.concatenate([e.actions for e in parts], axis=1)
+        rewards = jnp.concatenate([e.rewards for e in parts], axis=1)
+        ids = None
+        if with_id:
+            others = jnp.zeros((learners, config.num_learner_episodes, OPPONENT_ID_SIZE))
+            ids = jnp.concatenate([strategies.opponent_id(thetas), others], axis=1)
+        return actions, rewards, ids  # [N, E, T, 2], [N, E, 10]: tabular episodes first
 
     def iteration(state: TrainState) -> tuple[TrainState, Metrics]:
         key, k_fit, k_collect = jax.random.split(state.key, 3)
         data, count = state.opt_state, dataset_count(config, state.iteration)
-        params, loss, grad_norm = jax.vmap(fit, (0, 0, None))(
-            jax.random.split(k_fit, learners), data.actions, count
+        params, loss, grad_norm = jax.vmap(fit, (0, 0, 0, None))(
+            jax.random.split(k_fit, learners), data.actions, data.opponent_id, count
         )
-        actions, rewards = collect(params, k_collect)
-        at = (0, count, 0, 0)
-        data = Dataset(jax.lax.dynamic_update_slice(data.actions, actions.astype(jnp.int8), at))
+        actions, rewards, ids = collect(params, state.coplayer_params, k_collect)
+        new_actions = actions.astype(jnp.int8)
+        data = Dataset(
+            jax.lax.dynamic_update_slice(data.actions, new_actions, (0, count, 0, 0)),
+            None
+            if ids is None
+            else jax.lax.dynamic_update_slice(data.opponent_id, ids, (0, count, 0)),
+        )
         coop = (actions[..., 0] == environment.C).astype(jnp.float32)
+        co_coop = (actions[..., 1] == environment.C).astype(jnp.float32)
 
         def mean(x_NxExT, part):
             x = x_NxExT[:, part]
             return x.mean(axis=(1, 2)) if x.size else jnp.full(learners, jnp.nan)
 
-        tab, lrn = slice(None, num_tabular), slice(num_tabular, None)
+        tab = slice(None, num_tabular)
+        frz = slice(num_tabular, num_tabular + num_frozen)
+        lrn = slice(num_tabular + num_frozen, None)
         nan = jnp.full(learners, jnp.nan)
         metrics = Metrics(
             reward_vs_learner=mean(rewards[..., 0], lrn),
@@ -462,10 +538,10 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
             reward_vs_tabular=mean(rewards[..., 0], tab),
             coop_vs_tabular=mean(coop, tab),
             tabular_reward=mean(rewards[..., 1], tab),
-            reward_vs_frozen=nan,
-            coop_vs_frozen=nan,
-            frozen_reward=nan,
-            frozen_coop=nan,
+            reward_vs_frozen=mean(rewards[..., 0], frz),
+            coop_vs_frozen=mean(coop, frz),
+            frozen_reward=mean(rewards[..., 1], frz),
+            frozen_coop=mean(co_coop, frz),
             loss=loss.total,
             policy_loss=loss.action,
             value_loss=loss.reward,
@@ -474,9 +550,22 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
             clip_fraction=nan,
             grad_norm=grad_norm,
         )
-        return TrainState(params, data, key, state.iteration + 1), metrics
+        state = state.replace(params=params, opt_state=data, key=key)
+        return state.replace(iteration=state.iteration + 1), metrics
 
     def chunk(state: TrainState) -> tuple[TrainState, Metrics]:
         return jax.lax.scan(lambda s, _: iteration(s), state, None, length=config.chunk_iterations)
 
     return Trainer(init, iteration, chunk)
+
+
+def with_initial_data(data: Dataset, actions: jax.Array) -> Dataset:
+    """``data`` (``[..., M, T, 2]``) with its first ``P`` episodes (D0) replaced by ``actions``
+    ``[..., P, T, 2]``: a warm start from another PPI learner's episodes (their opponent-ID
+    vectors become zeros)."""
+    pretrain = actions.shape[-3]
+    new = data.actions.at[..., :pretrain, :, :].set(jnp.asarray(actions, jnp.int8))
+    ids = data.opponent_id
+    if ids is not None:
+        ids = ids.at[..., :pretrain, :].set(0.0)
+    return Dataset(new, ids)

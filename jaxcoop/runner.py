@@ -10,15 +10,15 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxcoop import checkpoints, evaluation, figures, loggers, records, sharding, trained
+from jaxcoop import checkpoints, evaluation, figures, loggers, ppi, records, sharding, trained
 from jaxcoop.config import Config, program_differences, resumable_fields
 from jaxcoop.environment import make_game
-from jaxcoop.networks import Agent
 from jaxcoop.records import RunFolderError
 from jaxcoop.train import Metrics, Trainer, TrainState, make_player, make_trainer
 
@@ -126,6 +126,9 @@ def init_seeds(
     state = jax.jit(init, out_shardings=shardings)()
     if warm.params is not None:
         state = state.replace(params=sharding.put(warm.params, shardings.params))
+    if warm.data is not None:  # PPI learners start from other learners' episodes
+        data = ppi.with_initial_data(state.opt_state, warm.data)
+        state = state.replace(opt_state=sharding.put(data, shardings.opt_state))
     if warm.coplayer_params is not None:
         coplayer = sharding.put(warm.coplayer_params, sharding.seed_sharding(mesh))
         state = state.replace(coplayer_params=coplayer)
@@ -148,10 +151,10 @@ def compile_chunk(trainer: Trainer, state: TrainState, mesh: Mesh) -> Callable:
 def make_mesh_trainer(
     config: Config,
     devices: Sequence[jax.Device] | None = None,
-    coplayer: Agent | None = None,
+    coplayer: Any = None,
 ) -> tuple[Mesh, Trainer]:
     """The mesh over ``devices`` (default: all) and the trainer whose learners and episodes it
-    splits."""
+    splits; ``coplayer``: a frozen co-player (``trained.WarmStart.coplayer``) or ``None``."""
     mesh = sharding.make_mesh(config.num_seeds, config.num_learners, devices)
     return mesh, make_trainer(config, coplayer, mesh)
 
@@ -245,13 +248,9 @@ def resume(
             f"--resume {run_dir}: the newest checkpoint is at iteration {step}, beyond "
             f"num_iterations={config.num_iterations}"
         )
-    frozen = record.get("warm_start", {}).get("frozen_coplayer")
-    coplayer = None if frozen is None else trained.coplayer_agent(frozen)
     start = time.perf_counter()
-    mesh, trainer = make_mesh_trainer(config, devices, coplayer)
-    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
-    target = jax.eval_shape(jax.vmap(trainer.init), keys)
-    ckpt = checkpoints.restore(run_dir, step, target)
+    mesh, trainer = make_mesh_trainer(config, devices, trained.frozen_coplayer(record))
+    ckpt = checkpoints.restore(run_dir, step, trained.state_shapes(config, trainer))
     history = _empty_history(config)
     for name, value in ckpt.metrics.items():
         history[name][:, :step] = value

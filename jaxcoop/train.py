@@ -261,9 +261,7 @@ def make_update(
     return update
 
 
-def make_trainer(
-    config: Config, coplayer: Agent | None = None, mesh: Mesh | None = None
-) -> Trainer:
+def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None) -> Trainer:
     """The pure functions of a run described by ``config`` (see ``Trainer``).
 
     ``mesh`` (``sharding.make_mesh``) splits learners and their episodes over devices; it changes

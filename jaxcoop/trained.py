@@ -18,13 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import checkpoints, environment, strategies
+from jaxcoop import checkpoints, environment, ppi, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
 from jaxcoop.networks import Agent, RoundInput
 from jaxcoop.records import RunFolderError, read_config
 from jaxcoop.rollout import Policy, agent_policy
-from jaxcoop.train import AGENT_FIELDS, agent_fields, make_agent
+from jaxcoop.train import AGENT_FIELDS, agent_fields, make_agent, make_trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,14 +185,19 @@ class WarmStart(NamedTuple):
     """What a new run takes from other runs.
 
     params: the learners' initial parameters ``[S, N, ...]`` (numpy) or ``None``.
-    coplayer: the frozen co-player's module or ``None``; coplayer_params: its ``[S, ...]``.
+    coplayer: the frozen co-player (an ``Agent``, or a ``ppi.Planner`` for a PPI source) or
+      ``None``; coplayer_params: its ``[S, ...]``.
     record: what ``config.json`` keeps about both (``{}`` when neither is used).
+    data: for PPI learners, the episodes that replace D0 ``[S, N, P, T, 2]`` (int8 numpy: each
+      source learner's newest ``ppi_pretrain_episodes``; a PPI model is re-initialized every
+      phase, so its data, not its parameters, is what it starts from) or ``None``.
     """
 
     params: Any = None
-    coplayer: Agent | None = None
+    coplayer: Any = None
     coplayer_params: Any = None
     record: dict = {}
+    data: Any = None
 
 
 def _seed_index(source: Source, source_seeds: int, seeds: int) -> np.ndarray:
@@ -207,20 +212,62 @@ def _seed_index(source: Source, source_seeds: int, seeds: int) -> np.ndarray:
     )
 
 
+#: What a frozen PPI co-player plans with, kept in its ``config.json`` record.
+PLANNER_FIELDS = ("ppi_rollouts", "ppi_depth", "ppi_beta", "gamma")
+
+
 def _agent_record(source: Source, loaded: Loaded, learner: int) -> dict:
-    return {
+    record = {
         "run": str(source.run_dir),
         "learner": learner,
         "iteration": loaded.iteration,
         "checkpoint": str(loaded.checkpoint),
         "agent": {name: getattr(loaded.config, name) for name in AGENT_FIELDS},
         "game": loaded.config.game,
+        "algo": loaded.config.algo,
     }
+    if loaded.config.algo == "ppi":
+        record["planner"] = {name: getattr(loaded.config, name) for name in PLANNER_FIELDS}
+    return record
 
 
-def coplayer_agent(record: dict) -> Agent:
-    """The frozen co-player's module from its ``config.json`` record."""
-    return Agent(**record["agent"])
+def coplayer_agent(record: dict) -> Any:
+    """The frozen co-player from its ``config.json`` record: its ``Agent``, or for a PPI
+    source its ``ppi.Planner`` (the improved policy of its model)."""
+    if record.get("algo") != "ppi":
+        return Agent(**record["agent"])
+    p = record["planner"]
+    model = ppi.WorldModel(**record["agent"])
+    horizon = record["agent"]["horizon"]
+    return ppi.Planner(model, horizon, p["ppi_rollouts"], p["ppi_depth"], p["ppi_beta"], p["gamma"])
+
+
+def frozen_coplayer(record: dict) -> Any:
+    """The frozen co-player of a run from its ``config.json`` record, or ``None``."""
+    frozen = record.get("warm_start", {}).get("frozen_coplayer")
+    return None if frozen is None else coplayer_agent(frozen)
+
+
+def state_shapes(config: Config, trainer: Any) -> Any:
+    """The seed-stacked ``TrainState`` of a run, as shapes (``jax.eval_shape``)."""
+    keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
+    return jax.eval_shape(jax.vmap(trainer.init), keys)
+
+
+def newest_episodes(run_dir: Path, loaded: Loaded, count: int) -> np.ndarray:
+    """The newest ``count`` episodes in every seed's and learner's dataset of a PPI run, int8
+    ``[S, N, count, T, 2]`` (its checkpoint at ``loaded.iteration``)."""
+    config, record = read_config(run_dir)
+    trainer = make_trainer(config, frozen_coplayer(record))
+    step = int(loaded.checkpoint.name)
+    ckpt = checkpoints.restore(run_dir, step, state_shapes(config, trainer))
+    filled = int(ppi.dataset_count(config, loaded.iteration))
+    if filled < count:
+        raise RunFolderError(
+            f"--init-from {run_dir}: its learners have {filled} episodes and this run's "
+            f"ppi_pretrain_episodes={count} wants that many; lower --ppi-pretrain-episodes"
+        )
+    return np.asarray(ckpt.state.opt_state.actions[:, :, filled - count : filled])
 
 
 def resolve_warm_start(
@@ -233,13 +280,11 @@ def resolve_warm_start(
     single-seed source is shared by all seeds. Architectures must agree (``AGENT_FIELDS``).
     ``frozen``: one learner (default 0) held fixed as every learner's non-tabular co-player.
     Raises ``RunFolderError`` / ``ValueError`` naming what does not fit, before any compilation.
+    PPI learners start from their sources' newest data instead of their parameters
+    (``WarmStart.data``); a PPI source must warm-start PPI learners, and a frozen PPI
+    co-player (it plans) plays PPI learners only.
     """
     n, seeds = config.num_learners, config.num_seeds
-    if config.algo == "ppi" and (init_from or frozen is not None):
-        raise ValueError(
-            "--init-from and --frozen-coplayer are not implemented for algo='ppi' yet (a PPI "
-            "learner re-initializes its model every phase; a frozen PPI co-player would plan)"
-        )
     if len(init_from) not in (0, 1, n):
         raise ValueError(
             f"--init-from was given {len(init_from)} times; give it once (all learners) or "
@@ -258,17 +303,27 @@ def resolve_warm_start(
         return cache[source.run_dir]
 
     records_, per_learner = [], []
+    episodes: dict[Path, np.ndarray] = {}  # PPI sources' newest data
     for i in range(n):
         if not init_from:
             break
         source = init_from[i] if len(init_from) == n else init_from[0]
         loaded = get(source)
-        for name in agent_fields(config.backbone):
+        ppi_run = config.algo == "ppi"
+        if ppi_run != (loaded.config.algo == "ppi"):
+            raise RunFolderError(
+                f"--init-from {source}: it is an algo={loaded.config.algo!r} run and this run "
+                f"algo={config.algo!r}; PPI learners start from PPI runs' data, A2C / PPO "
+                "learners from A2C / PPO runs' parameters"
+            )
+        fields = ("game", "horizon") if ppi_run else agent_fields(config.backbone)
+        for name in fields:
             mine, theirs = getattr(config, name), getattr(loaded.config, name)
             if mine != theirs:
+                what = "episodes" if ppi_run else "parameters"
                 raise RunFolderError(
-                    f"--init-from {source}: its agent has {name}={theirs!r} and this run "
-                    f"{name}={mine!r}; the parameters cannot be used"
+                    f"--init-from {source}: it has {name}={theirs!r} and this run "
+                    f"{name}={mine!r}; its {what} cannot be used"
                 )
         if source.learner is not None:
             learner = source.learner
@@ -276,11 +331,21 @@ def resolve_warm_start(
             learner = i if loaded.config.num_learners > i else 0
         _check_index("learner", learner, loaded.config.num_learners, source.run_dir)
         index = _seed_index(source, loaded.config.num_seeds, seeds)
-        per_learner.append(jax.tree.map(lambda x, ix=index, ln=learner: x[ix, ln], loaded.params))
+        if ppi_run:
+            if source.run_dir not in episodes:
+                count = config.ppi_pretrain_episodes
+                episodes[source.run_dir] = newest_episodes(source.run_dir, loaded, count)
+            per_learner.append(episodes[source.run_dir][index, learner])
+        else:
+            per_learner.append(
+                jax.tree.map(lambda x, ix=index, ln=learner: x[ix, ln], loaded.params)
+            )
         if len(init_from) == n or i == 0:
             records_.append(_agent_record(source, loaded, learner))
-    params = None
-    if per_learner:
+    params = data = None
+    if per_learner and config.algo == "ppi":
+        data = np.stack(per_learner, axis=1)
+    elif per_learner:
         params = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *per_learner)
 
     coplayer = coplayer_params = None
@@ -296,8 +361,18 @@ def resolve_warm_start(
                 f"--frozen-coplayer {frozen} was trained on game={loaded.config.game!r}; this run "
                 f"plays game={config.game!r}"
             )
+        if loaded.config.algo == "ppi" and config.algo != "ppi":
+            raise RunFolderError(
+                f"--frozen-coplayer {frozen} is a PPI agent (it plans inside its model): it can "
+                f"be the frozen co-player of PPI learners only; this run is algo={config.algo!r}"
+            )
+        if loaded.config.algo == "ppi" and loaded.config.horizon != config.horizon:
+            raise RunFolderError(
+                f"--frozen-coplayer {frozen} plans for horizon={loaded.config.horizon} and this "
+                f"run plays horizon={config.horizon}"
+            )
         index = _seed_index(frozen, loaded.config.num_seeds, seeds)
         coplayer_params = jax.tree.map(lambda x: x[index, learner], loaded.params)
         record["frozen_coplayer"] = _agent_record(frozen, loaded, learner)
         coplayer = coplayer_agent(record["frozen_coplayer"])
-    return WarmStart(params, coplayer, coplayer_params, record)
+    return WarmStart(params, coplayer, coplayer_params, record, data)

@@ -86,10 +86,6 @@ def test_an_existing_run_folder_is_refused_and_left_untouched(tiny_run):
             ["--preset", "tiny", "--algo", "sac"],
             "algo='sac' is invalid; allowed: ['a2c', 'ppo', 'ppi']",
         ),
-        (
-            ["--preset", "tiny", "--algo", "ppi", "--opponent-id", "true"],
-            "opponent_id=True is invalid; allowed: false with algo='ppi'",
-        ),
         (["--preset", "tiny", "--ppi-rollouts", "0"], "ppi_rollouts=0 is invalid"),
         (["--preset", "tiny", "--num-episodes", "15"], "num_episodes=15 is invalid"),
         (["--preset", "tiny", "--lr"], "--lr needs a value"),

@@ -165,3 +165,12 @@ def test_a_run_stopped_before_its_first_checkpoint_is_moved_aside_and_started_ag
     assert (aside / records.METRICS_FILE).read_text() == "iteration,seed\n0,0\n"  # kept
     assert summary["iterations"] == config.num_iterations
     assert (run_dir / records.SUMMARY_FILE).exists()
+
+
+def test_ppi_runs_are_compared_with_the_papers_ppi_values_where_it_gives_them():
+    assert experiment.paper_ranges("step2-extort", "ppi") == {
+        "reward_vs_frozen": (0.88, 1.05),
+        "frozen_reward": (0.2, 0.23),
+    }
+    assert experiment.paper_ranges("step2-extort", "a2c")["reward_vs_frozen"] == (1.25, 1.32)
+    assert experiment.paper_ranges("mixed-pool", "ppi") == experiment.PAPER["mixed-pool"]

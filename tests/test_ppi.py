@@ -317,14 +317,24 @@ def test_ppi_phase_is_reproducible_from_the_state(tiny_ppi):
     np.testing.assert_array_equal(jax.device_get(m).loss, metrics[1].loss)
 
 
-def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(tmp_path):
-    from jaxcoop import checkpoints, records, runner
+@pytest.fixture(scope="module")
+def ppi_run(tmp_path_factory):
+    """A finished tiny PPI run (2 phases, both checkpoints kept) and its config."""
+    from jaxcoop import runner
     from jaxcoop.config import preset
 
     config = preset("tiny", algo="ppi").replace(keep_checkpoints=5)
     assert (config.algo, config.num_iterations, config.chunk_iterations) == ("ppi", 2, 1)
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path_factory.mktemp("ppi") / "run"
     runner.run(config, run_dir, log=lambda line: None, evaluation_episodes=8)
+    return config, run_dir
+
+
+def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(ppi_run, tmp_path):
+    from jaxcoop import checkpoints, records, runner
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppi_run[1], run_dir)
     whole = (run_dir / records.METRICS_FILE).read_bytes()
     assert checkpoints.steps(run_dir) == [1, 2]
     shutil.rmtree(checkpoints.directory(run_dir) / "2")  # as if killed during phase 2
@@ -332,3 +342,101 @@ def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(tmp_path
     assert (run_dir / records.METRICS_FILE).read_bytes() == whole
     with pytest.raises(records.RunFolderError, match="num_iterations: 2 -> 4"):
         runner.resume(run_dir, {"num_iterations": 4}, log=lambda line: None)
+
+
+def test_with_initial_data_replaces_d0_and_nothing_else():
+    actions = jnp.arange(2 * 5 * 3 * 2, dtype=jnp.int8).reshape(2, 5, 3, 2) % 2
+    ids = jnp.ones((2, 5, strategies.OPPONENT_ID_SIZE))
+    warm = jnp.ones((2, 2, 3, 2), jnp.int8)
+    out = ppi.with_initial_data(ppi.Dataset(actions, ids), warm)
+    np.testing.assert_array_equal(out.actions[:, :2], 1)
+    np.testing.assert_array_equal(out.actions[:, 2:], actions[:, 2:])
+    np.testing.assert_array_equal(out.opponent_id[:, :2], 0.0)  # the source's episodes: no ID
+    np.testing.assert_array_equal(out.opponent_id[:, 2:], 1.0)
+    assert out.actions.dtype == jnp.int8
+    assert ppi.with_initial_data(ppi.Dataset(actions), warm).opponent_id is None
+
+
+def test_ppi_warm_starts_take_the_sources_newest_episodes_and_its_planner(ppi_run, tmp_path):
+    from jaxcoop import checkpoints, records, runner, trained
+
+    config, source_dir = ppi_run
+    source = trained.Source(source_dir)
+    pretrain = 8
+    new = config.replace(p_tabular=0.0, ppi_pretrain_episodes=pretrain, num_iterations=1)
+    warm = trained.resolve_warm_start(new, [source], trained.Source(source_dir, 1))
+    # The source's datasets after its 2 phases: D0 then 2 x num_episodes episodes per learner.
+    shapes = trained.state_shapes(config, train.make_trainer(config))
+    dataset = checkpoints.restore(source_dir, 2, shapes).state.opt_state.actions
+    filled = config.ppi_pretrain_episodes + 2 * config.num_episodes
+    np.testing.assert_array_equal(warm.data, dataset[:, :, filled - pretrain : filled])
+    assert warm.params is None and warm.data.dtype == np.int8
+    planner = warm.coplayer
+    assert isinstance(planner, ppi.Planner)
+    assert (planner.num_rollouts, planner.depth, planner.horizon) == (
+        config.ppi_rollouts,
+        config.ppi_depth,
+        config.horizon,
+    )
+    assert warm.record["frozen_coplayer"]["algo"] == "ppi"
+
+    # One phase against the frozen PPI learner, starting from the source's newest episodes.
+    run_dir = tmp_path / "warm"
+    runner.run(
+        new,
+        run_dir,
+        log=lambda line: None,
+        evaluation_episodes=8,
+        init_from=[source],
+        frozen_coplayer=trained.Source(source_dir, 1),
+    )
+    state = checkpoints.restore(
+        run_dir, 1, trained.state_shapes(new, train.make_trainer(new, planner))
+    ).state
+    np.testing.assert_array_equal(state.opt_state.actions[:, :, :pretrain], warm.data)
+    metrics = records.read_metrics(run_dir)
+    assert np.all(np.isfinite(metrics["frozen_coop"])) and np.all(
+        np.isnan(metrics["coop_vs_learner"])
+    )
+    # All its episodes were against the frozen learner: the metrics are those episodes' moves.
+    played = np.asarray(state.opt_state.actions[:, :, pretrain : pretrain + new.num_episodes])
+    np.testing.assert_allclose(
+        metrics["coop_vs_frozen"][:, 0], (played[..., 0] == C).mean(axis=(2, 3)), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        metrics["frozen_coop"][:, 0], (played[..., 1] == C).mean(axis=(2, 3)), atol=1e-4
+    )
+
+    with pytest.raises(records.RunFolderError, match="PPI learners start from PPI runs' data"):
+        trained.resolve_warm_start(new.replace(algo="a2c"), [source])
+    with pytest.raises(records.RunFolderError, match="frozen co-player of PPI learners only"):
+        trained.resolve_warm_start(new.replace(algo="a2c"), (), source)
+    with pytest.raises(records.RunFolderError, match="lower --ppi-pretrain-episodes"):
+        trained.resolve_warm_start(new.replace(ppi_pretrain_episodes=10**6), [source])
+
+
+def test_ppi_with_opponent_id_keeps_each_episodes_identity():
+    from jaxcoop.config import preset
+
+    config = preset("tiny", algo="ppi").replace(opponent_id=True, pool="always_cooperate")
+    loop = train.make_trainer(config)
+    state = jax.jit(loop.init)(jax.random.key(0))
+    pretrain, tabular = config.ppi_pretrain_episodes, config.num_tabular_episodes
+    ids = state.opt_state.opponent_id  # [N, M, 10]
+    assert ids.shape == (2, ppi.dataset_size(config), strategies.OPPONENT_ID_SIZE)
+    # D0's co-players are U(0, 1) draws: log-probabilities, all below 0.
+    assert np.all(np.asarray(ids[:, :pretrain]) < 0)
+    state, _ = jax.jit(loop.iteration)(state)
+    new = np.asarray(state.opt_state.opponent_id[:, pretrain : pretrain + config.num_episodes])
+    allc = np.asarray(strategies.opponent_id(strategies.always_cooperate()))
+    np.testing.assert_allclose(new[:, :tabular], np.broadcast_to(allc, new[:, :tabular].shape))
+    np.testing.assert_array_equal(new[:, tabular:], 0.0)  # against the other learner
+    # The model reads the identity: its loss on the same episodes changes with it.
+    params = jax.tree.map(lambda x: x[0], state.params)
+    actions = jnp.swapaxes(state.opt_state.actions[0, pretrain : pretrain + tabular], 0, 1)
+    actions = actions.astype(jnp.int32)
+    t = ppi.targets(actions, IPD[actions[..., 0], actions[..., 1], 0])
+    model = ppi.make_model(config)
+    with_id = ppi.model_loss(model, params, t, opponent_id_BxZ=jnp.asarray(new[0, :tabular]))
+    without = ppi.model_loss(model, params, t)
+    assert float(with_id.total) != float(without.total)
