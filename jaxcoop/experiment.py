@@ -27,8 +27,19 @@ from jaxcoop.trained import Source
 RESULTS_FILE = "results.json"
 CROSS_PLAY_FILE = "cross_play.txt"
 
+#: What each run's results report (final values, last 10% of updates).
+MEASURES = {
+    "mixed-pool": ("coop_vs_learner", "reward_vs_learner", "coop_vs_tabular", "reward_vs_tabular"),
+    "opponent-id": ("coop_vs_learner", "reward_vs_learner", "coop_vs_tabular", "reward_vs_tabular"),
+    "no-tabular": ("coop_vs_learner", "reward_vs_learner"),
+    "step1-tabular": ("reward_vs_tabular", "tabular_reward", "coop_vs_tabular"),
+    "step2-extort": ("reward_vs_frozen", "frozen_reward", "coop_vs_frozen", "frozen_coop"),
+    "step3-mutual": ("coop_vs_learner", "reward_vs_learner"),
+}
 #: The paper's values (read off its plots, ../shared/PAPER.md "Results to reproduce"), as
-#: ``(low, high)`` ranges per run and measure.
+#: ``(low, high)`` ranges per run and measure, where the paper gives one. The ablations'
+#: "defection" (reward 0–0.15, cooperation 0.05–0.15) is between learners: the paper gives no
+#: value for the opponent-ID learners against tabular co-players.
 PAPER = {
     "mixed-pool": {
         "coop_vs_learner": (0.9, 0.95),
@@ -36,12 +47,7 @@ PAPER = {
         "coop_vs_tabular": (0.05, 0.1),
         "reward_vs_tabular": (1.0, 1.0),
     },
-    "opponent-id": {
-        "coop_vs_learner": (0.05, 0.15),
-        "reward_vs_learner": (0.0, 0.15),
-        "coop_vs_tabular": (0.05, 0.15),
-        "reward_vs_tabular": (0.0, 0.15),
-    },
+    "opponent-id": {"coop_vs_learner": (0.05, 0.15), "reward_vs_learner": (0.0, 0.15)},
     "no-tabular": {"coop_vs_learner": (0.05, 0.15), "reward_vs_learner": (0.0, 0.15)},
     "step1-tabular": {
         "reward_vs_tabular": (1.0, 1.0),
@@ -144,7 +150,7 @@ def results_rows(
     for r in runs:
         s = summaries[r.name]
         paper = paper_ranges(r.name, r.config.algo)
-        measures = list(PAPER.get(r.name, {})) or ["coop_vs_learner"]
+        measures = list(MEASURES.get(r.name, ("coop_vs_learner",)))
         results[r.name] = {
             "ours": final(Path(out) / r.name, measures),
             "paper": {k: list(v) for k, v in paper.items()},

@@ -42,7 +42,7 @@ def test_ablations_runs_the_mixed_pool_and_both_ablations(ablations_dir):
         config, _ = records.read_config(ablations_dir / name)
         assert (ablations_dir / name / records.SUMMARY_FILE).exists()
         assert results[name]["paper"] == {k: list(v) for k, v in experiment.PAPER[name].items()}
-        assert set(results[name]["ours"]) == set(experiment.PAPER[name])
+        assert set(results[name]["ours"]) == set(experiment.MEASURES[name])
     cross = (ablations_dir / experiment.CROSS_PLAY_FILE).read_text().splitlines()
     players = [f"{name}/L{n}" for name in ablations.RUNS for n in range(2)]
     assert len(cross) == 2 + len(players) * (5 + len(players))  # title, header, rows
