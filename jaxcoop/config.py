@@ -59,7 +59,9 @@ class Config:
     ppi_pretrain_episodes: int = 200_000  # D0: episodes of two random tabular agents
     ppi_rollouts: int = 8  # Monte-Carlo rollouts per action in the model
     ppi_depth: int = 15  # rounds per rollout
-    ppi_beta: float = 1.0  # pi(a|x) ~ p(a|x) exp(beta Q(x, a)) (raw rewards)
+    # pi(a|x) ~ p(a|x) exp(beta Q(x, a)), raw rewards. 1.0 from the cpu beta study (README, "PPI
+    # at the cpu scale"): the paper's printed 0.01 leaves the prior unchanged; 1-10 act alike.
+    ppi_beta: float = 1.0
     # Schedule.
     num_iterations: int = 200_000
     chunk_iterations: int = 500  # iterations per compiled chunk; the host logs between chunks

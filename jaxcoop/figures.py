@@ -58,7 +58,7 @@ def _band(ax, metrics, name, label=None, color=None, ls="-") -> bool:
     return True
 
 
-def _finish(ax, ylabel: str, xlabel: str = "update", title: str | None = None) -> None:
+def _finish(ax, ylabel: str, xlabel: str = "update (PPI: phase)", title: str | None = None) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
