@@ -74,6 +74,12 @@ def test_a_while_loop_is_refused_rather_than_miscounted():
         sps.jaxpr_flops(jax.make_jaxpr(f)(jnp.ones(3)).jaxpr)
 
 
+def test_the_default_sweep_is_the_gradient_learners():
+    # PPI's iteration is a whole phase (model training and planning): not a sweep's unit.
+    args = sps.parser().parse_args([])
+    assert args.algos == ["a2c", "ppo"] and args.backbones == ["gru", "transformer"]
+
+
 def test_matmul_peak_is_a_positive_finite_rate():
     peak = sps.matmul_peak(64, repeats=2)
     assert math.isfinite(peak) and peak > 0
@@ -90,8 +96,14 @@ def test_a_quick_sweep_writes_every_field_and_prints_the_table(tmp_path, capsys)
         ("gru", "ppo"),
         ("transformer", "ppo"),
     ]
+    # The peak is measured before the sweep and after each configuration; the best one counts.
+    assert len(result["matmul_peak_measurements"]) == 3
+    assert result["matmul_peak_flops"] == max(result["matmul_peak_measurements"])
     for r in result["records"]:
         assert set(r) == set(sps.RECORD_FIELDS) and r["skipped"] is None
+        assert r["fraction_of_peak"] == pytest.approx(
+            r["flops_per_second"] / result["matmul_peak_flops"]
+        )
         config = preset("tiny", r["backbone"]).replace(algo="ppo", num_episodes=64)
         assert r["agent_steps_per_second"] == pytest.approx(
             r["iterations_per_second"] * config.agent_steps_per_iteration
@@ -141,6 +153,7 @@ def test_a_configuration_larger_than_the_device_is_skipped_before_it_runs(monkey
     [
         (["--backbones", "lstm"], "argument --backbones: invalid choice: 'lstm'"),
         (["--algos", "sac"], "argument --algos: invalid choice: 'sac'"),
+        (["--algos", "ppi"], "argument --algos: invalid choice: 'ppi'"),
         (["--episodes", "0"], "argument --episodes: '0' is not an integer >= 1"),
         (["--episodes", "many"], "argument --episodes: 'many' is not an integer >= 1"),
         (["--repeats", "-1"], "argument --repeats: '-1' is not an integer >= 1"),
