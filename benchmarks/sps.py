@@ -364,7 +364,7 @@ def table(result: dict) -> str:
 # --- Command line -------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -395,29 +395,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--episodes",
         nargs="+",
-        type=_positive,
+        type=positive_int,
         help="episodes per learner; default " + " ".join(map(str, FULL["episodes"])),
     )
     p.add_argument(
-        "--horizon", nargs="+", type=_positive, help="rounds per episode (default: the preset's)"
+        "--horizon", nargs="+", type=positive_int, help="rounds per episode (default: the preset's)"
     )
     p.add_argument(
         "--devices",
         nargs="+",
-        type=_positive,
+        type=positive_int,
         help="numbers of devices to run each configuration on (default: all); episodes are split "
         "over them",
     )
     p.add_argument(
         "--host-devices",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="split the CPU into N devices (XLA_FLAGS=--xla_force_host_platform_device_count=N) "
         "to measure sharding on one host",
     )
-    p.add_argument("--repeats", type=_positive, help=f"timed chunks; default {FULL['repeats']}")
+    p.add_argument("--repeats", type=positive_int, help=f"timed chunks; default {FULL['repeats']}")
     p.add_argument(
-        "--chunk-iterations", type=_positive, help=f"iterations per chunk; default {FULL['chunk']}"
+        "--chunk-iterations",
+        type=positive_int,
+        help=f"iterations per chunk; default {FULL['chunk']}",
     )
     p.add_argument(
         "--quick",

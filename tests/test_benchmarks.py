@@ -170,3 +170,18 @@ def test_bad_command_lines_stop_with_one_message_before_measuring(argv, message,
     err = captured.err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err, err
     assert not out.exists() and not captured.out
+
+
+def test_gru_backward_split_times_every_variant_and_counts_its_matmuls(capsys):
+    from benchmarks import gru_backward
+
+    argv = ["--episodes", "8", "--rounds", "3", "--hidden", "4", "--embed", "2", "--repeats", "1"]
+    assert cli.main_guard(gru_backward.main, argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    variants = {"forward", "custom", "autodiff", "no_weight_grads", "weight_grads_batched"}
+    assert set(result["seconds"]) == set(result["gflop"]) == variants
+    assert all(s > 0 for s in result["seconds"].values())
+    one_pass = 2 * 3 * 2 * 8 * (2 + 4) * 12 / 1e9  # rounds x learners x episodes, 3H = 12
+    assert result["gflop"]["forward"] == pytest.approx(one_pass)
+    assert result["gflop"]["custom"] == pytest.approx(3 * one_pass)
+    assert cli.main_guard(gru_backward.main, ["--episodes", "0"]) == 2
