@@ -37,7 +37,10 @@ from jaxcoop.networks import BACKBONES
 from jaxcoop.train import make_trainer
 
 #: Settings of the full sweep and of ``--quick``; explicit flags override either.
-FULL = dict(preset="mixed-pool", episodes=(256, 1024, 4096, 16384, 65536), repeats=3, chunk=5)
+#: Chunks of 10 iterations: each call of a compiled chunk allocates its buffers afresh, a cost
+#: training (500-iteration chunks) does not pay; with 2-iteration chunks it was up to 20 % of an
+#: iteration on a CPU (benchmarks/README.md).
+FULL = dict(preset="mixed-pool", episodes=(256, 1024, 4096, 16384, 65536), repeats=3, chunk=10)
 QUICK = dict(preset="tiny", episodes=(64,), repeats=1, chunk=2)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

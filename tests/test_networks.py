@@ -166,3 +166,20 @@ def test_the_gru_cells_hand_written_backward_pass_equals_autodiff():
     expected = jax.vmap(jax.grad(loss(_gru_cell_by_autodiff), argnums=(0, 1, 2)))(*stacked)
     for a, r in zip(jax.tree.leaves(batched), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, r, atol=1e-5, rtol=1e-5)
+
+
+def test_recomputed_heads_have_the_plain_heads_values_and_gradients(agent_setup):
+    from jaxcoop import networks
+
+    agent, params, _, _ = agent_setup
+    y = jax.random.normal(jax.random.key(3), (B, 16))
+
+    def loss(params, heads):
+        logits, value = agent.apply(params, y, method=heads)
+        return jnp.sum(jnp.sin(logits)) + jnp.sum(value**2)
+
+    plain = jax.value_and_grad(loss)(params, networks._heads)  # no recomputation
+    recomputed = jax.value_and_grad(loss)(params, lambda m, y: m._heads(y))
+    np.testing.assert_allclose(plain[0], recomputed[0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(plain[1]), jax.tree.leaves(recomputed[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
