@@ -379,7 +379,7 @@ def positive_int(text: str) -> int:
 
 #: The learners whose iteration is one gradient update of the fused program (PPI is not: its
 #: iteration is a phase of model training and planning, sized by other fields).
-ALGOS = ("a2c", "ppo")
+SWEEP_ALGOS = ("a2c", "ppo")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -391,8 +391,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--algos",
         nargs="+",
-        choices=ALGOS,
-        default=list(ALGOS),
+        choices=SWEEP_ALGOS,
+        default=list(SWEEP_ALGOS),
         help="all (PPI's iteration is a whole phase: its speed is in each run's summary.json)",
     )
     p.add_argument(

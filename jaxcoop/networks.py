@@ -259,7 +259,7 @@ def shift_right(x_TxB: jax.Array, fill) -> jax.Array:
     return jnp.concatenate([jnp.full_like(x_TxB[:1], fill), x_TxB[:-1]], axis=0)
 
 
-def _heads(agent: Agent, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _apply_heads(agent: Agent, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     y = nn.swish(y)
     return agent.policy_head(y), agent.value_head(y)[..., 0]
 
@@ -268,7 +268,7 @@ def _heads(agent: Agent, y: jax.Array) -> tuple[jax.Array, jax.Array]:
 #: a differentiated rollout then stores one ``[B, H]`` array per round for them instead of
 #: four (A2C at the CPU target, 2 x 1,024 episodes x 100 rounds, GRU 128: compiled memory
 #: 951 -> 651 MiB, and a few percent faster; benchmarks/README.md).
-_recomputed_heads = nn.checkpoint(_heads)
+_recomputed_heads = nn.checkpoint(_apply_heads)
 
 
 class Agent(nn.Module):

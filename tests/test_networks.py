@@ -178,7 +178,7 @@ def test_recomputed_heads_have_the_plain_heads_values_and_gradients(agent_setup)
         logits, value = agent.apply(params, y, method=heads)
         return jnp.sum(jnp.sin(logits)) + jnp.sum(value**2)
 
-    plain = jax.value_and_grad(loss)(params, networks._heads)  # no recomputation
+    plain = jax.value_and_grad(loss)(params, networks._apply_heads)  # no recomputation
     recomputed = jax.value_and_grad(loss)(params, lambda m, y: m._heads(y))
     np.testing.assert_allclose(plain[0], recomputed[0], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(plain[1]), jax.tree.leaves(recomputed[1]), strict=True):
