@@ -7,17 +7,19 @@ backbone's output ``y_t`` after round ``t``'s token it predicts, in the order th
 come within a round:
 
 * the agent's own action ``a_t`` (``prior``: the policy prior, categorical over C / D);
-* given ``a_t`` (``outcome``): the next observation ``o_{t+1}`` (categorical over the 5 states;
-  it is the joint action ``(a_t, b_t)`` seen first-person, so it carries the co-player's move)
-  and the reward ``r_t`` (Gaussian with unit variance: its negative log-likelihood is
-  ``(r_t - r̂_t)² / 2`` up to a constant).
+* given ``a_t`` (``next_obs``): the next observation ``o_{t+1}`` (categorical over the 5 states;
+  it is the joint action ``(a_t, b_t)`` seen first-person, so it carries the co-player's move);
+* given ``o_{t+1}`` (``reward``): the reward ``r_t`` (Gaussian with unit variance: its negative
+  log-likelihood is ``(r_t - r̂_t)² / 2`` up to a constant).
 
 The improved policy is ``π(a | x) ∝ p(a | x) · exp(β · Q̂(x, a))``. ``Q̂`` is the mean over
 ``K`` rollouts of ``H`` rounds inside the model, started from the backbone's carried state (the
 GRU's hidden state, the transformer's key/value cache), never from the history again: the first
 round plays ``a``, later rounds sample the agent's action from the prior; the co-player's move is
 sampled from the predicted next observation restricted to the two states consistent with the
-agent's own action, and the reward is the model's predicted mean (the Gaussian's mode). Rewards
+agent's own action, and the next token reads the model's predicted reward (the Gaussian's mean)
+given that observation, as in real play; ``Q̂`` counts the predicted reward expected over the
+co-player's move (the same mean as the sampled move's, with less variance). Rewards
 after the episode's last round are not counted. All rollouts for all episodes of a batch are one
 ``vmap``ped ``scan``.
 """
@@ -42,12 +44,13 @@ from jaxcoop.train import AGENT_FIELDS, Metrics, Trainer, TrainState
 
 class WorldModel(Agent):
     """The PPI sequence model: ``Agent``'s tokens and backbone, the policy head as the action
-    prior, and heads for the next observation and reward given the agent's own action (no value
-    head). Same fields as ``Agent``."""
+    prior, a head for the next observation given the agent's own action and one for the reward
+    given the next observation (no value head). Same fields as ``Agent``."""
 
     def setup(self):
         super().setup()
         self.obs_head = nn.Dense(NUM_STATES, name="next_obs")
+        self.reward_hidden = nn.Dense(self.embed_dim, name="next_reward_hidden")
         self.reward_head = nn.Dense(1, name="next_reward")
 
     def advance(self, carry: Any, x: RoundInput) -> tuple[Any, jax.Array]:
@@ -59,18 +62,27 @@ class WorldModel(Agent):
         """Action logits ``[..., 2]`` (the policy prior) from features ``[..., H]``."""
         return self.policy_head(y)
 
-    def outcome(self, y: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Next-observation logits ``[..., 5]`` and predicted reward ``[...]`` after ``action``."""
+    def next_obs(self, y: jax.Array, action: jax.Array) -> jax.Array:
+        """Next-observation logits ``[..., 5]`` from features ``[..., H]`` after ``action``."""
         z = jnp.concatenate([y, jax.nn.one_hot(action, NUM_ACTIONS, dtype=y.dtype)], axis=-1)
-        return self.obs_head(z), self.reward_head(z)[..., 0]
+        return self.obs_head(z)
+
+    def reward(self, y: jax.Array, next_obs: jax.Array) -> jax.Array:
+        """Predicted reward ``[...]`` from features ``[..., H]`` and the next observation, by one
+        hidden layer (``embed_dim``, swish): through a single linear layer the observation
+        would move the prediction only by its five weights, each by at most about ``lr`` per
+        Adam step, and the payoffs (-1 to 2) would stay underfit for hundreds of steps."""
+        z = jnp.concatenate([y, environment.one_hot_states(next_obs).astype(y.dtype)], axis=-1)
+        return self.reward_head(nn.swish(self.reward_hidden(z)))[..., 0]
 
     def __call__(
-        self, x: RoundInput, action_TxB: jax.Array, z_BxZ: jax.Array
+        self, x: RoundInput, action_TxB: jax.Array, next_obs_TxB: jax.Array, z_BxZ: jax.Array
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Whole episodes ``[T, B]``: action logits ``[T, B, 2]``, next-observation logits
-        ``[T, B, 5]`` and predicted rewards ``[T, B]`` (given the actions taken)."""
+        ``[T, B, 5]`` given the actions taken and predicted rewards ``[T, B]`` given the next
+        observations."""
         y = nn.swish(self.features(x, z_BxZ))
-        return (self.prior(y), *self.outcome(y, action_TxB))
+        return self.prior(y), self.next_obs(y, action_TxB), self.reward(y, next_obs_TxB)
 
 
 class Model(NamedTuple):
@@ -80,13 +92,15 @@ class Model(NamedTuple):
     initial_carry(num_episodes) -> carry.
     advance(carry, RoundInput [B]) -> (carry, y [B, ...]).
     prior(y) -> action logits [B, 2].
-    outcome(y, action [B]) -> (next-observation logits [B, 5], predicted reward [B]).
+    next_obs(y, action [B]) -> next-observation logits [B, 5].
+    reward(y, next_obs [B]) -> predicted reward [B].
     """
 
     initial_carry: Callable[[int], Any]
     advance: Callable[[Any, RoundInput], tuple[Any, jax.Array]]
     prior: Callable[[jax.Array], jax.Array]
-    outcome: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    next_obs: Callable[[jax.Array, jax.Array], jax.Array]
+    reward: Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def _opponent_ids(opponent_id: jax.Array | None, num_episodes: int) -> jax.Array:
@@ -109,7 +123,8 @@ def network_model(model: WorldModel, params: Any, opponent_id: jax.Array | None 
         initial_carry,
         lambda carry, x: model.apply(params, carry, x, method=WorldModel.advance),
         lambda y: model.apply(params, y, method=WorldModel.prior),
-        lambda y, a: model.apply(params, y, a, method=WorldModel.outcome),
+        lambda y, a: model.apply(params, y, a, method=WorldModel.next_obs),
+        lambda y, o: model.apply(params, y, o, method=WorldModel.reward),
     )
 
 
@@ -169,7 +184,7 @@ def model_loss(
     the episodes' opponent-ID vectors (default zeros)."""
     batch = t.action.shape[1]
     z = _opponent_ids(opponent_id_BxZ, batch)
-    logits, obs_logits, reward = model.apply(params, t.inputs, t.action, z)
+    logits, obs_logits, reward = model.apply(params, t.inputs, t.action, t.next_obs, z)
     weight_B = jnp.ones((batch,), jnp.float32) if weight_B is None else weight_B
     weight_TxB = jnp.broadcast_to(weight_B[None], t.action.shape)
     denominator = jnp.maximum(weight_TxB.sum(), 1.0)
@@ -188,18 +203,12 @@ def model_loss(
 # --- Planning inside the model. ----------------------------------------------------------------
 
 
-def _coplayer_move(key: jax.Array, obs_logits: jax.Array, action: jax.Array) -> jax.Array:
-    """The co-player's move, sampled from the next-observation logits ``[B, 5]`` restricted to
-    the two states ``1 + 2 * action + b`` consistent with the agent's own ``action``."""
-    first = 1 + 2 * action
-    pair = jnp.stack(
-        [
-            jnp.take_along_axis(obs_logits, first[..., None], axis=-1)[..., 0],
-            jnp.take_along_axis(obs_logits, (first + 1)[..., None], axis=-1)[..., 0],
-        ],
-        axis=-1,
-    )
-    return jax.random.categorical(key, pair, axis=-1).astype(jnp.int32)
+def _consistent_pair(obs_logits: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The two next observations ``1 + 2 * action + b`` consistent with the agent's own
+    ``action`` ``[B]`` (co-player's move ``b`` = C, D): their states int32 ``[B, 2]`` and the
+    next-observation logits ``[B, 5]`` restricted to them ``[B, 2]``."""
+    states = (1 + 2 * action)[..., None] + jnp.arange(NUM_ACTIONS, dtype=jnp.int32)[None]
+    return states, jnp.take_along_axis(obs_logits, states, axis=-1)
 
 
 def q_values(
@@ -227,13 +236,18 @@ def q_values(
         def round_(state, h):
             carry, y, action, key = state
             key, k_move, k_action = jax.random.split(key, 3)
-            obs_logits, reward = model.outcome(y, action)
-            move = _coplayer_move(k_move, obs_logits, action)
+            states_Bx2, logits_Bx2 = _consistent_pair(model.next_obs(y, action), action)
+            rewards_Bx2 = jnp.stack([model.reward(y, o) for o in states_Bx2.T], axis=-1)
+            move = jax.random.categorical(k_move, logits_Bx2).astype(jnp.int32)
+            reward = jnp.take_along_axis(rewards_Bx2, move[:, None], axis=-1)[:, 0]
+            # Q̂ counts the reward expected over the co-player's move (lower variance, same
+            # mean); the next token reads the sampled move's reward, as in real play.
+            expected = (jax.nn.softmax(logits_Bx2) * rewards_Bx2).sum(axis=-1)
             counted = (h < rounds_left).astype(reward.dtype) * gamma**h
             x = RoundInput(environment.one_hot_states(1 + 2 * action + move), action, reward)
             carry, y = model.advance(carry, x)
             next_action = jax.random.categorical(k_action, model.prior(y)).astype(jnp.int32)
-            return (carry, y, next_action, key), counted * reward
+            return (carry, y, next_action, key), counted * expected
 
         start = (carry, y, jnp.full((batch,), first_action, jnp.int32), key)
         _, rewards_HxB = jax.lax.scan(round_, start, jnp.arange(depth))
@@ -367,7 +381,7 @@ def make_planner(config) -> Planner:
 def init_model_params(model: WorldModel, key: jax.Array) -> Any:
     """Parameters of one ``WorldModel``."""
     t = targets(jnp.zeros((1, 1, 2), jnp.int32), jnp.zeros((1, 1)))
-    return model.init(key, t.inputs, t.action, jnp.zeros((1, OPPONENT_ID_SIZE)))
+    return model.init(key, t.inputs, t.action, t.next_obs, jnp.zeros((1, OPPONENT_ID_SIZE)))
 
 
 def coplayer_policy(coplayer: Any, params: Any, key: jax.Array) -> Policy:

@@ -27,7 +27,7 @@ def tiny_model(backbone="gru"):
 def init(model, horizon=6, batch=3):
     t = ppi.targets(jnp.zeros((horizon, batch, 2), jnp.int32), jnp.zeros((horizon, batch)))
     z = jnp.zeros((batch, strategies.OPPONENT_ID_SIZE))
-    return model.init(jax.random.key(0), t.inputs, t.action, z)
+    return model.init(jax.random.key(0), t.inputs, t.action, t.next_obs, z)
 
 
 # --- Targets and loss. -------------------------------------------------------------------------
@@ -86,7 +86,8 @@ def test_loss_terms_are_the_negative_log_likelihoods_of_the_model_outputs():
     rewards = IPD[actions[..., 0], actions[..., 1], 0]
     t = ppi.targets(actions, rewards)
     z = jnp.zeros((3, strategies.OPPONENT_ID_SIZE))
-    logits, obs_logits, reward = (np.asarray(v) for v in model.apply(params, t.inputs, t.action, z))
+    outputs = model.apply(params, t.inputs, t.action, t.next_obs, z)
+    logits, obs_logits, reward = (np.asarray(v) for v in outputs)
     a, o, r = (np.asarray(v) for v in (t.action, t.next_obs, t.reward))
     log_pa = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     log_po = obs_logits - np.log(np.exp(obs_logits).sum(-1, keepdims=True))
@@ -100,6 +101,27 @@ def test_loss_terms_are_the_negative_log_likelihoods_of_the_model_outputs():
     assert float(loss.reward) == pytest.approx((0.5 * (r - reward) ** 2).mean(), rel=1e-5)
 
 
+def test_reward_is_predicted_from_the_next_observation():
+    # The paper's token order: the reward comes after the next observation, which fixes it.
+    # Hidden unit k reads only observation k + 1's one-hot (x 10, where swish(10) = 9.9995) and
+    # the output weighs it by that joint action's payoff, whatever the features are.
+    model = tiny_model()
+    params = _zero_heads(init(model))
+    hidden, width = 16, 8  # GRU width, embed_dim (the hidden layer's width)
+    w_hidden = np.zeros((hidden + 5, width), np.float32)
+    w_hidden[hidden + 1 + np.arange(4), np.arange(4)] = 10.0
+    w_out = np.zeros((width, 1), np.float32)
+    w_out[:4, 0] = IPD[..., 0].reshape(4) / (10.0 * jax.nn.sigmoid(10.0))  # CC, CD, DC, DD
+    params["params"]["next_reward_hidden"] = {"kernel": w_hidden, "bias": np.zeros(width)}
+    params["params"]["next_reward"] = {"kernel": w_out, "bias": np.zeros(1)}
+    m = ppi.network_model(model, params)
+    y = jax.random.normal(jax.random.key(3), (4, hidden))
+    np.testing.assert_allclose(m.reward(y, jnp.arange(1, 5)), [1.0, -1.0, 2.0, 0.0], atol=1e-5)
+    actions = jnp.array([[C, C], [C, D], [D, C], [D, D]], jnp.int32)[None]  # [1, 4, 2]
+    t = ppi.targets(actions, IPD[actions[..., 0], actions[..., 1], 0])
+    assert float(ppi.model_loss(model, params, t).reward) == pytest.approx(0.0, abs=1e-9)
+
+
 @pytest.mark.parametrize("backbone", ["gru", "transformer"])
 def test_step_by_step_model_equals_the_parallel_forward(backbone):
     model = tiny_model(backbone)
@@ -107,16 +129,15 @@ def test_step_by_step_model_equals_the_parallel_forward(backbone):
     actions = jax.random.bernoulli(jax.random.key(2), 0.5, (6, 3, 2)).astype(jnp.int32)
     t = ppi.targets(actions, IPD[actions[..., 0], actions[..., 1], 0])
     z = jnp.zeros((3, strategies.OPPONENT_ID_SIZE))
-    logits, obs_logits, reward = model.apply(params, t.inputs, t.action, z)
+    logits, obs_logits, reward = model.apply(params, t.inputs, t.action, t.next_obs, z)
     m = ppi.network_model(model, params)
     carry = m.initial_carry(3)
     for step in range(6):
         x = jax.tree.map(lambda v, s=step: v[s], t.inputs)
         carry, y = m.advance(carry, x)
         np.testing.assert_allclose(m.prior(y), logits[step], atol=1e-5)
-        o, r = m.outcome(y, t.action[step])
-        np.testing.assert_allclose(o, obs_logits[step], atol=1e-5)
-        np.testing.assert_allclose(r, reward[step], atol=1e-5)
+        np.testing.assert_allclose(m.next_obs(y, t.action[step]), obs_logits[step], atol=1e-5)
+        np.testing.assert_allclose(m.reward(y, t.next_obs[step]), reward[step], atol=1e-5)
 
 
 # --- Planning against exact values. ------------------------------------------------------------
@@ -132,21 +153,23 @@ def tabular_model(theta_own, theta_coplayer) -> ppi.Model:
         state = jnp.argmax(x.obs, axis=-1)
         return state, jax.nn.one_hot(state, 5)
 
-    def outcome(y, action):
+    def next_obs(y, action):
         state = jnp.argmax(y, axis=-1)
         p_c = theta_co[jnp.asarray(MIRROR)[state]]
         first = 1 + 2 * action
         log_p = jnp.full(y.shape, -jnp.inf)
         rows = jnp.arange(y.shape[0])
-        log_p = log_p.at[rows, first].set(jnp.log(p_c)).at[rows, first + 1].set(jnp.log1p(-p_c))
-        reward = p_c * payoff_own[action, C] + (1 - p_c) * payoff_own[action, D]
-        return log_p, reward
+        return log_p.at[rows, first].set(jnp.log(p_c)).at[rows, first + 1].set(jnp.log1p(-p_c))
+
+    def reward(y, obs):
+        return payoff_own.reshape(4)[obs - 1]
 
     return ppi.Model(
         initial_carry=lambda n: jnp.zeros((n,), jnp.int32),
         advance=advance,
         prior=lambda y: strategies.logits(theta_own, y),
-        outcome=outcome,
+        next_obs=next_obs,
+        reward=reward,
     )
 
 
@@ -259,7 +282,7 @@ def tiny_ppi():
         chunk_iterations=1,
         lr=3e-3,
         ppi_pretrain_episodes=256,
-        ppi_epochs=5,
+        ppi_epochs=20,  # 160 steps on D0: enough to learn the payoffs after the next observation
         ppi_batch_size=32,
         ppi_rollouts=4,
         ppi_depth=4,
