@@ -1,6 +1,7 @@
 """Step 3 of the PPI mechanism for 30 phases (cpu scale), from the step-2 learners of
 `python -m experiments.mechanism --preset cpu --algo ppi --out runs/mechanism-cpu-ppi-gru`
-(run from the repository root: python docs/mechanism-cpu-ppi-gru/step3-mutual-30-phases/run.py)."""
+with the model before commit d7e7b2a (check out e0146db, then run from the repository root:
+python docs/ppi-before-token-order/mechanism/step3-mutual-30-phases/run.py)."""
 
 from pathlib import Path
 
