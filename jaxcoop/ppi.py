@@ -265,6 +265,38 @@ def q_values(
     return returns_RxB.reshape(NUM_ACTIONS, num_rollouts, batch).mean(axis=1).T
 
 
+def against_tabular(model: Model, theta: jax.Array, payoffs: jax.Array) -> Model:
+    """``model``'s own prior played against a real tabular co-player ``theta`` (``[5]`` or
+    ``[B, 5]``, its own view): its moves come from ``theta`` given the last joint action and
+    the rewards from the game (``payoffs`` ``[2, 2, 2]``), so ``q_values`` of this model is
+    the value of each action, followed by the prior, against that co-player: what ``Q̂``
+    estimates there, to measure a trained model's planning error. Features: the model's, with
+    the last state's one-hot ``[B, 5]`` appended."""
+    theta = jnp.asarray(theta, jnp.float32)
+    mirror = jnp.array([0, 1, 3, 2, 4])  # a first-person state seen by the co-player
+    own_payoff = jnp.asarray(payoffs, jnp.float32)[..., 0].reshape(-1)  # CC, CD, DC, DD
+
+    def advance(carry, x: RoundInput):
+        carry, y = model.advance(carry, x)
+        return carry, jnp.concatenate([y, x.obs.astype(y.dtype)], axis=-1)
+
+    def next_obs(y, action):
+        seen = y[..., -NUM_STATES:][..., mirror]
+        p_c = jnp.clip(strategies.cooperate_probability(theta, seen), 1e-6, 1.0 - 1e-6)
+        first = (1 + 2 * action)[..., None]
+        states = jnp.arange(NUM_STATES)[None]
+        log_p = jnp.where(states == first, jnp.log(p_c)[..., None], -1e9)
+        return jnp.where(states == first + 1, jnp.log1p(-p_c)[..., None], log_p)
+
+    return Model(
+        model.initial_carry,
+        advance,
+        lambda y: model.prior(y[..., :-NUM_STATES]),
+        next_obs,
+        lambda y, obs: own_payoff[obs - 1],
+    )
+
+
 def improved_logits(prior_logits: jax.Array, q_Bx2: jax.Array, beta: float) -> jax.Array:
     """Logits of ``π(a | x) ∝ p(a | x) · exp(β · Q̂(x, a))`` (normalized log-probabilities)."""
     return jax.nn.log_softmax(jax.nn.log_softmax(prior_logits) + beta * q_Bx2)

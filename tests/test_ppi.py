@@ -220,6 +220,26 @@ def test_monte_carlo_q_matches_the_exact_markov_chain(state):
     assert abs(q[D] - q[C] - (exact[D] - exact[C])) < 0.1
 
 
+def test_against_tabular_plays_the_models_prior_against_the_real_coplayer():
+    # A model that believes its co-player always cooperates: C first earns 1, then its
+    # always-defect prior 2 per round (9 over 5 rounds); D first 10. Replayed against
+    # tit-for-tat the same prior gets the hand-computed values of the test above.
+    believer = tabular_model(strategies.always_defect(), strategies.always_cooperate())
+    np.testing.assert_allclose(_q(believer, START, 5, 10, 3), (9.0, 10.0), atol=1e-6)
+    real = ppi.against_tabular(believer, strategies.tit_for_tat(), IPD)
+    np.testing.assert_allclose(
+        _q(real, START, 5, 10, 3), (3.0, 2.0), atol=1e-4
+    )  # P(C) clipped at 1e-6
+    # With a random prior and co-player, the exact Markov-chain Q (from CD, seen first-person).
+    theta_own = np.array([0.6, 0.7, 0.2, 0.5, 0.4])
+    theta_co = np.array([0.8, 0.9, 0.3, 0.6, 0.1])
+    real = ppi.against_tabular(tabular_model(theta_own, [0.5] * 5), theta_co, IPD)
+    q = _q(real, 2, depth=4, rounds_left=10, rollouts=20_000, gamma=0.9)
+    np.testing.assert_allclose(
+        q, [exact_q(theta_own, theta_co, 2, a, 4, 10, 0.9) for a in (C, D)], atol=0.1
+    )
+
+
 def test_improved_logits_are_the_prior_tilted_by_beta_q():
     prior = jnp.log(jnp.array([[0.8, 0.2]]))
     q = jnp.array([[1.0, 2.0]])
