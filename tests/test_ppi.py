@@ -373,6 +373,22 @@ def ppi_run(tmp_path_factory):
     return config, run_dir
 
 
+def test_the_q_check_script_replays_the_run_against_the_real_coplayers(ppi_run):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "docs" / "ppi-cpu-gru" / "q-check" / "run.py"
+    q_table = runpy.run_path(str(script))["q_table"]
+    table = q_table(ppi_run[1], rollouts=512)
+    assert list(table) == ["tit_for_tat", "always_cooperate", "always_defect"]
+    for name in ("always_cooperate", "always_defect"):
+        rounds, rows = table[name]
+        assert rounds and rows.shape == (len(rounds), 4) and np.all(np.isfinite(rows))
+        # An unconditional co-player's future does not depend on this round's action: defecting
+        # earns exactly 1 more in expectation (2 - 1 against C, 0 - (-1) against D).
+        np.testing.assert_allclose(rows[:, 3] - rows[:, 2], 1.0, atol=0.2)
+
+
 def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(ppi_run, tmp_path):
     from jaxcoop import checkpoints, records, runner
 

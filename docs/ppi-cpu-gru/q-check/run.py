@@ -38,51 +38,55 @@ def rounds_of(theta, horizon):
     return states
 
 
-def main(run_dir: Path, learner: int = 0) -> None:
+def q_table(run_dir: Path, learner: int = 0, rollouts: int = ROLLOUTS) -> dict:
+    """Per co-player: the rounds checked and, per round, the mean over seeds of Q̂(C), Q̂(D)
+    and the real Q(C), Q(D) ``[R, 4]``."""
     loaded = trained.load(run_dir)
     config = loaded.config
     model, payoffs = ppi.make_model(config), environment.PRISONERS_DILEMMA
-    print(
-        f"{run_dir} (iteration {loaded.iteration}); learner {learner}; {ROLLOUTS} rollouts of "
-        f"{config.ppi_depth} rounds; own moves D, C, C, ...; Q̂(D) - Q̂(C) against the real "
-        f"value's difference, mean over {config.num_seeds} seeds"
-    )
-    print(
-        f"{'co-player':18s} {'round':>5s} {'Qhat(C)':>8s} {'Qhat(D)':>8s} {'dQhat':>7s} "
-        f"{'real Q(C)':>9s} {'real Q(D)':>9s} {'real dQ':>8s}"
-    )
+    rounds = [t for t in ROUNDS if t < config.horizon - 1]
+    table = {}
     for name, theta in COPLAYERS.items():
         states = rounds_of(np.asarray(theta), config.horizon)
-        rows = np.zeros((len(ROUNDS), 4))
+        rows = np.zeros((len(rounds), 4))
         for seed in range(config.num_seeds):
             params = jax.tree.map(lambda x, s=seed: jnp.asarray(x[s, learner]), loaded.params)
             net = ppi.network_model(model, params)
             for kind, m in enumerate((net, ppi.against_tabular(net, theta, payoffs))):
                 carry = m.initial_carry(1)
                 prev_action, prev_reward = -1, 0.0
-                for t in range(max(ROUNDS) + 1):
+                for t in range(max(rounds) + 1):
                     x = RoundInput(
                         environment.one_hot_states(jnp.array([states[t]])),
                         jnp.array([prev_action]),
                         jnp.array([prev_reward]),
                     )
                     carry, y = m.advance(carry, x)
-                    if t in ROUNDS:
-                        q = ppi.q_values(
-                            m,
-                            carry,
-                            y,
-                            config.horizon - t,
-                            jax.random.key(t),
-                            ROLLOUTS,
-                            config.ppi_depth,
-                            config.gamma,
-                        )
-                        rows[ROUNDS.index(t), 2 * kind : 2 * kind + 2] += np.asarray(q[0])
+                    if t in rounds:
+                        key = jax.random.key(t)
+                        left = config.horizon - t
+                        depth, gamma = config.ppi_depth, config.gamma
+                        q = ppi.q_values(m, carry, y, left, key, rollouts, depth, gamma)
+                        rows[rounds.index(t), 2 * kind : 2 * kind + 2] += np.asarray(q[0])
                     prev_action = OWN[t]
                     prev_reward = float(payoffs[OWN[t], (states[t + 1] - 1) % 2, 0])
-        rows /= config.num_seeds
-        for t, (qc, qd, rc, rd) in zip(ROUNDS, rows, strict=True):
+        table[name] = (rounds, rows / config.num_seeds)
+    return table
+
+
+def main(run_dir: Path, learner: int = 0) -> None:
+    config = trained.load(run_dir).config
+    print(
+        f"{run_dir}; learner {learner}; {ROLLOUTS} rollouts of {config.ppi_depth} rounds; own "
+        f"moves D, C, C, ...; Q̂(D) - Q̂(C) against the real value's difference, mean over "
+        f"{config.num_seeds} seeds"
+    )
+    print(
+        f"{'co-player':18s} {'round':>5s} {'Qhat(C)':>8s} {'Qhat(D)':>8s} {'dQhat':>7s} "
+        f"{'real Q(C)':>9s} {'real Q(D)':>9s} {'real dQ':>8s}"
+    )
+    for name, (rounds, rows) in q_table(run_dir, learner).items():
+        for t, (qc, qd, rc, rd) in zip(rounds, rows, strict=True):
             print(
                 f"{name:18s} {t:5d} {qc:8.2f} {qd:8.2f} {qd - qc:+7.2f} {rc:9.2f} {rd:9.2f} "
                 f"{rd - rc:+8.2f}"
