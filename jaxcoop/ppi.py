@@ -281,12 +281,11 @@ def against_tabular(model: Model, theta: jax.Array, payoffs: jax.Array) -> Model
         return carry, jnp.concatenate([y, x.obs.astype(y.dtype)], axis=-1)
 
     def next_obs(y, action):
-        seen = y[..., -NUM_STATES:][..., mirror]
-        p_c = jnp.clip(strategies.cooperate_probability(theta, seen), 1e-6, 1.0 - 1e-6)
+        log_p_Bx2 = strategies.logits(theta, y[..., -NUM_STATES:][..., mirror])
         first = (1 + 2 * action)[..., None]
         states = jnp.arange(NUM_STATES)[None]
-        log_p = jnp.where(states == first, jnp.log(p_c)[..., None], -1e9)
-        return jnp.where(states == first + 1, jnp.log1p(-p_c)[..., None], log_p)
+        log_p = jnp.where(states == first, log_p_Bx2[..., :1], -1e9)
+        return jnp.where(states == first + 1, log_p_Bx2[..., 1:], log_p)
 
     return Model(
         model.initial_carry,

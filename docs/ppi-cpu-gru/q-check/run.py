@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import environment, ppi, strategies, trained
+from jaxcoop import environment, ppi, records, strategies, trained
 from jaxcoop.environment import START
 from jaxcoop.networks import RoundInput
 
@@ -75,7 +75,7 @@ def q_table(run_dir: Path, learner: int = 0, rollouts: int = ROLLOUTS) -> dict:
 
 
 def main(run_dir: Path, learner: int = 0) -> None:
-    config = trained.load(run_dir).config
+    config, _ = records.read_config(run_dir)  # q_table restores the parameters
     print(
         f"{run_dir}; learner {learner}; {ROLLOUTS} rollouts of {config.ppi_depth} rounds; own "
         f"moves D, C, C, ...; Q̂(D) - Q̂(C) against the real value's difference, mean over "
