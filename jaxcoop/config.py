@@ -62,6 +62,9 @@ class Config:
     # pi(a|x) ~ p(a|x) exp(beta Q(x, a)), raw rewards. 1.0 from the cpu beta study (README, "PPI
     # at the cpu scale"): the paper's printed 0.01 leaves the prior unchanged; 1-10 act alike.
     ppi_beta: float = 1.0
+    # Own actions of only the last W phases' episodes train the prior (D0's before the first
+    # phase); the model's other heads learn from all data. 0: all data (the paper's).
+    ppi_prior_window: int = 0
     # Schedule.
     num_iterations: int = 200_000
     chunk_iterations: int = 500  # iterations per compiled chunk; the host logs between chunks
@@ -175,7 +178,8 @@ def validate(c: Config) -> None:
         _require(0.0 <= getattr(c, name) <= 1.0, name, getattr(c, name), "a number in [0, 1]")
     for name in ("ent_coef", "vf_coef", "ppi_weight_decay", "ppi_beta"):
         _require(getattr(c, name) >= 0, name, getattr(c, name), "a number >= 0")
-    _require(c.seed >= 0, "seed", c.seed, "an integer >= 0")
+    for name in ("seed", "ppi_prior_window"):
+        _require(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
     _require(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints, "an integer >= 1")
     _require(
         c.checkpoint_every >= 0 and c.checkpoint_every % c.chunk_iterations == 0,

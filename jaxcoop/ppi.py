@@ -183,25 +183,28 @@ def model_loss(
     t: Targets,
     weight_B: jax.Array | None = None,
     opponent_id_BxZ: jax.Array | None = None,
+    action_weight_B: jax.Array | None = None,
 ) -> ModelLoss:
     """The sum of the three negative log-likelihoods (own action, next observation, reward with
     unit variance: ``(r - r̂)² / 2``), averaged over rounds and the episodes' ``weight_B``
     (default: all 1; 0 leaves an episode out, e.g. unused dataset slots). ``opponent_id_BxZ``:
-    the episodes' opponent-ID vectors (default zeros)."""
+    the episodes' opponent-ID vectors (default zeros). ``action_weight_B``: the own-action
+    term's episode weights instead (default ``weight_B``), e.g. only recent episodes for the
+    prior."""
     batch = t.action.shape[1]
     z = _opponent_ids(opponent_id_BxZ, batch)
     logits, obs_logits, reward = model.apply(params, t.inputs, t.action, t.next_obs, z)
     weight_B = jnp.ones((batch,), jnp.float32) if weight_B is None else weight_B
-    weight_TxB = jnp.broadcast_to(weight_B[None], t.action.shape)
-    denominator = jnp.maximum(weight_TxB.sum(), 1.0)
+    action_weight_B = weight_B if action_weight_B is None else action_weight_B
 
-    def mean(x_TxB):
-        return (x_TxB * weight_TxB).sum() / denominator
+    def mean(x_TxB, w_B):
+        w_TxB = jnp.broadcast_to(w_B[None], x_TxB.shape)
+        return (x_TxB * w_TxB).sum() / jnp.maximum(w_TxB.sum(), 1.0)
 
     parts = (
-        mean(_nll(logits, t.action)),
-        mean(_nll(obs_logits, t.next_obs)),
-        mean(0.5 * (t.reward - reward) ** 2),
+        mean(_nll(logits, t.action), action_weight_B),
+        mean(_nll(obs_logits, t.next_obs), weight_B),
+        mean(0.5 * (t.reward - reward) ** 2, weight_B),
     )
     return ModelLoss(sum(parts), *parts)
 
@@ -365,6 +368,17 @@ def dataset_count(config, iteration: jax.Array) -> jax.Array:
     return config.ppi_pretrain_episodes + iteration * config.num_episodes
 
 
+def prior_start(config, count: jax.Array) -> jax.Array:
+    """The first dataset slot whose own actions train the prior when ``count`` episodes are
+    filled: 0 with ``ppi_prior_window`` 0 or before the first phase (D0 only), else the first
+    of the last ``ppi_prior_window`` phases' episodes (never D0's)."""
+    if not config.ppi_prior_window:
+        return jnp.zeros((), jnp.int32)
+    pretrain = config.ppi_pretrain_episodes
+    recent = count - config.ppi_prior_window * config.num_episodes
+    return jnp.where(count == pretrain, 0, jnp.maximum(recent, pretrain))
+
+
 def make_model(config) -> WorldModel:
     """The ``WorldModel`` of ``config``'s agent fields."""
     return WorldModel(**{name: getattr(config, name) for name in AGENT_FIELDS})
@@ -434,10 +448,12 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
 
     Each phase re-initializes every learner's model, trains it for ``ppi_epochs`` passes over
     its data so far (``make_optimizer``; ``ppi_batch_size`` episodes per step, drawn uniformly
-    from the data), collects ``num_episodes`` episodes per learner with the improved policy (a
-    ``p_tabular`` share against fresh tabular co-players of ``pool``, the rest against the next
-    learner on the ring ``n -> (n + 1) % N``, each such episode giving data to both players, or
-    against the frozen ``coplayer``) and appends them. ``init`` fills every learner's dataset
+    from the data; with ``ppi_prior_window`` W > 0 the own-action term counts only the last W
+    phases' episodes, D0 before the first phase: ``prior_start``), collects ``num_episodes``
+    episodes per learner with the improved policy (a ``p_tabular`` share against fresh tabular
+    co-players of ``pool``, the rest against the next learner on the ring ``n -> (n + 1) % N``,
+    each such episode giving data to both players, or against the frozen ``coplayer``) and
+    appends them. ``init`` fills every learner's dataset
     with D0: ``ppi_pretrain_episodes`` episodes of two U(0, 1) tabular agents (a warm start
     replaces them: ``with_initial_data``). The dataset has a fixed size, so a phase is one
     jit-compiled program. ``mesh`` lays out seeds and learners only (no episode split yet).
@@ -503,7 +519,10 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
             rewards_TxB = game.payoffs[actions_TxBx2[..., 0], actions_TxBx2[..., 1], 0]
             t = targets(actions_TxBx2, rewards_TxB)
             ids = None if ids_MxZ is None else ids_MxZ[idx]
-            loss = model_loss(model, params, t, opponent_id_BxZ=ids)
+            recent = None
+            if config.ppi_prior_window:
+                recent = (idx >= prior_start(config, count)).astype(jnp.float32)
+            loss = model_loss(model, params, t, opponent_id_BxZ=ids, action_weight_B=recent)
             return loss.total, loss
 
         def body(i, carry):

@@ -99,6 +99,12 @@ def test_loss_terms_are_the_negative_log_likelihoods_of_the_model_outputs():
         -np.take_along_axis(log_po, o[..., None], -1).mean(), rel=1e-5
     )
     assert float(loss.reward) == pytest.approx((0.5 * (r - reward) ** 2).mean(), rel=1e-5)
+    # The own-action term over episode 1 alone (ppi_prior_window); the others over all three.
+    recent = ppi.model_loss(model, params, t, action_weight_B=jnp.array([0.0, 1.0, 0.0]))
+    assert float(recent.action) == pytest.approx(
+        -np.take_along_axis(log_pa, a[..., None], -1)[:, 1].mean(), rel=1e-5
+    )
+    assert (float(recent.obs), float(recent.reward)) == (float(loss.obs), float(loss.reward))
 
 
 def test_reward_is_predicted_from_the_next_observation():
@@ -499,3 +505,51 @@ def test_ppi_with_opponent_id_keeps_each_episodes_identity():
     with_id = ppi.model_loss(model, params, t, opponent_id_BxZ=jnp.asarray(new[0, :tabular]))
     without = ppi.model_loss(model, params, t)
     assert float(with_id.total) != float(without.total)
+
+
+def test_the_prior_window_starts_at_the_last_phases_episodes():
+    from jaxcoop.config import preset
+
+    config = preset("tiny", algo="ppi").replace(ppi_pretrain_episodes=64, num_episodes=16)
+    start = [int(ppi.prior_start(config, ppi.dataset_count(config, k))) for k in range(4)]
+    assert start == [0, 0, 0, 0]  # window 0: all data, the paper's
+    one = config.replace(ppi_prior_window=1)
+    start = [int(ppi.prior_start(one, ppi.dataset_count(one, k))) for k in range(4)]
+    assert start == [0, 64, 80, 96]  # D0 before the first phase, then the newest phase
+    two = config.replace(ppi_prior_window=2)
+    start = [int(ppi.prior_start(two, ppi.dataset_count(two, k))) for k in range(4)]
+    assert start == [0, 64, 64, 80]  # never D0 once a phase has been collected
+
+
+def _round0_prior(config, params):
+    """Each learner's prior probability of cooperating in round 1 ``[N]``."""
+    model = ppi.make_model(config)
+    x = RoundInput(environment.one_hot_states(jnp.array([START])), jnp.array([-1]), jnp.zeros(1))
+
+    def one(p):
+        m = ppi.network_model(model, p)
+        _, y = m.advance(m.initial_carry(1), x)
+        return jax.nn.softmax(m.prior(y))[0, C]
+
+    return np.asarray(jax.vmap(one)(params))
+
+
+def test_with_a_prior_window_the_prior_follows_the_newest_phase(tiny_ppi):
+    config, _, states, _ = tiny_ppi
+    loop = train.make_trainer(config.replace(ppi_prior_window=1))
+    state = loop.init(jax.random.key(0))
+    for _ in range(2):
+        state, _ = jax.jit(loop.iteration)(state)
+    pretrain, per_phase = config.ppi_pretrain_episodes, config.num_episodes
+    opening = np.asarray(state.opt_state.actions[:, :, 0, 0] == C)  # [N, M]: round 1, own
+    d0 = opening[:, :pretrain].mean(axis=1)
+    phase1 = opening[:, pretrain : pretrain + per_phase].mean(axis=1)
+    # Phase 2's model (fitted on D0 and phase 1) learnt its prior from phase 1's own moves only:
+    # it opens as the phase-1 planner did (measured 0.03 and 0.19; prior 0.10 and 0.15), not
+    # as D0's random tabular agents (0.49, 0.51); with all data (window 0, the paper's) the
+    # opening stays near D0's (0.42, 0.47).
+    windowed = _round0_prior(config, state.params)
+    everything = _round0_prior(config, states[2].params)
+    assert np.all(np.abs(windowed - phase1) < 0.12), (windowed, phase1)
+    assert np.all(np.abs(everything - d0) < 0.12), (everything, d0)
+    assert np.all(everything - windowed > 0.2), (everything, windowed)
