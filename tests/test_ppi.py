@@ -395,6 +395,27 @@ def test_the_q_check_script_replays_the_run_against_the_real_coplayers(ppi_run):
         np.testing.assert_allclose(rows[:, 3] - rows[:, 2], 1.0, atol=0.2)
 
 
+def test_the_q_learner_script_branches_the_same_history(ppi_run):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "docs" / "ppi-cpu-gru" / "q-learner" / "run.py"
+    measure = runpy.run_path(str(script))["measure"]
+    rows = measure(ppi_run[1], episodes=64, depth=1)["rows"]
+    assert list(rows) == [0, 3]  # the tiny run's 8 rounds
+    for row in rows.values():
+        # Counting round t alone: both branches share the history and the keys, so the other
+        # learner makes the same move against C and D, and D earns exactly 1 more (2 - 1 against
+        # C, 0 - (-1) against D), whatever follows.
+        for after in ("prior", "improved"):
+            (value_c, coop_c), (value_d, coop_d) = row[f"{after}C"], row[f"{after}D"]
+            assert value_d - value_c == pytest.approx(1.0, abs=1e-5)
+            assert coop_c == coop_d
+        assert np.all(np.isfinite(row["qhat"])) and np.all(np.isfinite(row["model_b_coops"]))
+    # Tit-for-tat opens with C: in round 1 it is the C branch.
+    assert rows[0]["tft"][0] == pytest.approx(rows[0]["priorC"][0], abs=1e-6)
+
+
 def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(ppi_run, tmp_path):
     from jaxcoop import checkpoints, records, runner
 

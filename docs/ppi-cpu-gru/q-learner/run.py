@@ -12,6 +12,8 @@ over ``ROLLOUTS`` rollouts per action). B's cooperation over those rounds shows 
 
 Run from the repository root on a mixed-pool PPI run with checkpoints, e.g.
 python docs/ppi-cpu-gru/q-learner/run.py runs/ppi-e40
+or with B another run's learner (same seed index; e.g. step 2 against its frozen co-player):
+python docs/ppi-cpu-gru/q-learner/run.py runs/mechanism/step2-extort runs/mechanism/step1-tabular:0
 """
 
 import sys
@@ -24,7 +26,7 @@ import numpy as np
 from jaxcoop import environment, ppi, trained
 from jaxcoop.rollout import Policy, play
 
-EPISODES, ROLLOUTS, ROUNDS = 1024, 16, (0, 3, 7, 12)
+EPISODES, ROLLOUTS, ROUNDS = 1024, 16, (0, 3, 7, 12, 25, 40)
 AFTER = ("prior", "improved", "tft")
 
 
@@ -47,8 +49,8 @@ def branch_policy(planner: ppi.Planner, params, key, t, action, after: str) -> P
         theirs = jnp.argmax(x.obs, axis=-1) - 1  # first-person state 1 + 2 * own + theirs
         tft = jnp.where(
             (x.prev_action < 0)[:, None] | (theirs % 2 == 0)[:, None],
-            jnp.array([0.0, -1e9]),
-            jnp.array([-1e9, 0.0]),
+            jnp.array([[0.0, -1e9]]),
+            jnp.array([[-1e9, 0.0]]),
         )
         forced = jnp.where(jnp.arange(2) == action, 0.0, -1e9)[None]
         later = {"prior": prior, "improved": improved, "tft": tft}[after]
@@ -105,28 +107,42 @@ def calibration(planner: ppi.Planner, params, episodes):
     t = ppi.targets(actions, jnp.swapaxes(episodes.rewards[..., 0], 0, 1))
     z = jnp.zeros((actions.shape[1], 10))
     _, obs_logits, _ = planner.model.apply(params, t.inputs, t.action, t.next_obs, z)
-    _, pair = ppi._consistent_pair(obs_logits, t.action)
-    return jax.nn.softmax(pair)[..., 0].mean(axis=1), (actions[..., 1] == 0).mean(axis=1)
+    _, pair = ppi._consistent_pair(obs_logits.reshape(-1, 5), t.action.reshape(-1))
+    predicted = jax.nn.softmax(pair)[:, 0].reshape(t.action.shape)
+    return predicted.mean(axis=1), (actions[..., 1] == 0).mean(axis=1)
 
 
-def measure(run_dir: Path) -> dict:
+def measure(
+    run_dir: Path,
+    coplayer: trained.Source | None = None,
+    episodes: int = EPISODES,
+    depth: int | None = None,
+) -> dict:
+    """Per round t: the mean over seeds of every branch's value and the other learner's
+    cooperation, ``Q̂`` and the model's expected cooperations of the co-player, and the
+    on-policy calibration. ``coplayer``: B (default: learner 1 of ``run_dir``); ``depth``: the
+    rounds counted from t (default ``ppi_depth``)."""
     loaded = trained.load(run_dir)
     config = loaded.config
     planner, game = ppi.make_planner(config), environment.make_game(config.game, config.horizon)
-    depth = config.ppi_depth
+    depth = config.ppi_depth if depth is None else depth
+    co_loaded, co_learner = loaded, 1
+    if coplayer is not None:
+        co_loaded, co_learner = trained.load(coplayer.run_dir), coplayer.learner or 0
+    co_planner = ppi.make_planner(co_loaded.config)
 
     @jax.jit
     def branch_values(params_a, params_b, key, t):
         k_a, k_b, k_play, k_q = jax.random.split(key, 4)
-        b = planner.policy(params_b, k_b)
+        b = co_planner.policy(params_b, k_b)
         window = (jnp.arange(config.horizon) >= t) & (jnp.arange(config.horizon) < t + depth)
         out = {}
         for after in AFTER:
             for action in (0, 1) if after != "tft" else (0,):
                 a = branch_policy(planner, params_a, k_a, t, action, after)
-                e = play(a, b, k_play, EPISODES, game)
-                value = (e.rewards[..., 0] * window).sum(axis=1)
-                b_coop = ((e.actions[..., 1] == 0) * window).sum(axis=1) / window.sum()
+                e = play(a, b, k_play, episodes, game)
+                value = (e.rewards[..., 0] * window[None]).sum(axis=1)
+                b_coop = ((e.actions[..., 1] == 0) * window[None]).sum(axis=1) / window.sum()
                 out[f"{after}{'CD'[action] if after != 'tft' else ''}"] = (value, b_coop)
                 if after == "prior" and action == 0:
                     out["qhat"], out["model_b_coops"] = q_hat(
@@ -144,8 +160,8 @@ def measure(run_dir: Path) -> dict:
         per_seed = []
         for seed in range(config.num_seeds):
             params = [
-                jax.tree.map(lambda x, s=seed, n=n: jnp.asarray(x[s, n]), loaded.params)
-                for n in (0, 1)
+                jax.tree.map(lambda x, s=seed, n=n: jnp.asarray(x[s, n]), tree.params)
+                for tree, n in ((loaded, 0), (co_loaded, co_learner))
             ]
             key = jax.random.fold_in(jax.random.key(seed), t)
             per_seed.append(jax.device_get(branch_values(*params, key, t)))
@@ -153,11 +169,13 @@ def measure(run_dir: Path) -> dict:
     return {"config": config, "rows": rows}
 
 
-def main(run_dir: Path) -> None:
-    result = measure(run_dir)
+def main(run_dir: Path, coplayer: str | None = None) -> None:
+    source = None if coplayer is None else trained.Source.parse(coplayer)
+    result = measure(run_dir, source)
     config = result["config"]
+    b = "learner 1" if source is None else str(source)
     print(
-        f"{run_dir}: learner 0 (A) against learner 1 (B), both planning; {EPISODES} episodes "
+        f"{run_dir}: learner 0 (A) against {b} (B), both planning; {EPISODES} episodes "
         f"per branch, mean over {config.num_seeds} seeds; values: A's reward over the "
         f"{config.ppi_depth} rounds from round t; Qhat: A's model, {ROLLOUTS} rollouts per action"
     )
@@ -190,4 +208,4 @@ def main(run_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:3])
