@@ -519,9 +519,7 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
             rewards_TxB = game.payoffs[actions_TxBx2[..., 0], actions_TxBx2[..., 1], 0]
             t = targets(actions_TxBx2, rewards_TxB)
             ids = None if ids_MxZ is None else ids_MxZ[idx]
-            recent = None
-            if config.ppi_prior_window:
-                recent = (idx >= prior_start(config, count)).astype(jnp.float32)
+            recent = (idx >= prior_start(config, count)).astype(jnp.float32)
             loss = model_loss(model, params, t, opponent_id_BxZ=ids, action_weight_B=recent)
             return loss.total, loss
 

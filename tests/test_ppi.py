@@ -558,9 +558,9 @@ def _round0_prior(config, params):
 def test_with_a_prior_window_the_prior_follows_the_newest_phase(tiny_ppi):
     config, _, states, _ = tiny_ppi
     loop = train.make_trainer(config.replace(ppi_prior_window=1))
-    state = loop.init(jax.random.key(0))
+    state, phase = loop.init(jax.random.key(0)), jax.jit(loop.iteration)
     for _ in range(2):
-        state, _ = jax.jit(loop.iteration)(state)
+        state, _ = phase(state)
     pretrain, per_phase = config.ppi_pretrain_episodes, config.num_episodes
     opening = np.asarray(state.opt_state.actions[:, :, 0, 0] == C)  # [N, M]: round 1, own
     d0 = opening[:, :pretrain].mean(axis=1)
