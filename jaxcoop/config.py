@@ -364,7 +364,9 @@ BACKBONE_DEFAULTS: dict[str, dict[str, dict]] = {
 #: Settings PPI brings into a config of another algorithm, per scale (``algo="ppi"``; explicit
 #: field overrides still win): an iteration is a phase (paper: 30 phases of 20,000 episodes per
 #: learner, AdamW lr 1e-4, gradient clip 1.0; the other ``ppi_*`` defaults are the paper's).
-#: The planner's discount ``gamma`` is 1 (undiscounted rollouts of ``ppi_depth`` rounds).
+#: The planner's discount ``gamma`` is 1 (undiscounted rollouts of ``ppi_depth`` rounds). The
+#: cpu scale trains its model 40 epochs a phase, 4x the paper's 10: with 10 its 512-episode
+#: phases leave the model unfit and step 3 of the mechanism defects (README, "Fig. 2/4 with PPI").
 ALGO_DEFAULTS: dict[str, dict[str, dict]] = {
     "ppi": {
         "paper": dict(
@@ -383,6 +385,7 @@ ALGO_DEFAULTS: dict[str, dict[str, dict]] = {
             num_iterations=12,
             chunk_iterations=1,
             ppi_pretrain_episodes=4096,
+            ppi_epochs=40,
             ppi_batch_size=128,
             ppi_rollouts=4,
             ppi_depth=10,

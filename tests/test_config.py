@@ -115,6 +115,15 @@ def test_a_backbone_brings_its_preset_defaults_and_flags_still_win():
     assert (config.backbone, config.hidden_dim, config.num_layers) == ("transformer", 48, 2)
 
 
+def test_ppi_brings_its_scale_defaults_and_flags_still_win():
+    # The cpu scale trains PPI's model 40 epochs a phase; the paper (and config default) 10.
+    assert jaxcoop.preset("cpu", algo="ppi").ppi_epochs == 40
+    assert jaxcoop.preset("mixed-pool", algo="ppi").ppi_epochs == 10
+    assert jaxcoop.preset("cpu").ppi_epochs == 10  # A2C: PPI's defaults are not brought in
+    config, *_ = cli.parse(["--preset", "cpu", "--algo", "ppi", "--ppi-epochs", "10"], "t")
+    assert (config.algo, config.ppi_epochs, config.num_episodes) == ("ppi", 10, 512)
+
+
 def test_resumable_fields_are_the_only_ones_program_differences_ignore():
     base = jaxcoop.preset("tiny")
     changed = base.replace(num_iterations=12, checkpoint_every=6, keep_checkpoints=1)
