@@ -53,12 +53,15 @@ def learner_params(params: Any, *index: int) -> Any:
     return jax.tree.map(lambda x: x[index], params)
 
 
-def _policy(agent: Any, params: Any, key: jax.Array) -> Policy:
+def _policy(agent: Any, params: Any, key: jax.Array, coplayer: Player) -> Policy:
     if agent is None:
         return tabular_policy(params)
+    # What an agent trained with opponent IDs reads, as in training: a tabular co-player's
+    # identity vector, zeros against a trained one (agents trained without IDs ignore it).
+    opponent_id = strategies.opponent_id(coplayer.params) if coplayer.agent is None else None
     if hasattr(agent, "policy"):  # a planner (``ppi.Planner``): its rollouts need a key
-        return agent.policy(params, key)
-    return agent_policy(agent, params)
+        return agent.policy(params, key, opponent_id)
+    return agent_policy(agent, params, opponent_id)
 
 
 @functools.lru_cache(maxsize=64)
@@ -67,9 +70,10 @@ def _compiled_match(agent_a: Any, agent_b: Any, num_episodes: int, horizon: int)
         game = Game(payoffs, horizon)
         # ``play`` takes round t's key from ``key`` (its ``split(key, horizon)[t]``); a
         # planner's key is another index of the same key, so no random numbers are shared.
+        a, b = Player(agent_a, params_a), Player(agent_b, params_b)
         policies = (
-            _policy(agent_a, params_a, jax.random.fold_in(key, horizon)),
-            _policy(agent_b, params_b, jax.random.fold_in(key, horizon + 1)),
+            _policy(agent_a, params_a, jax.random.fold_in(key, horizon), b),
+            _policy(agent_b, params_b, jax.random.fold_in(key, horizon + 1), a),
         )
         return play(*policies, key, num_episodes, game)
 
@@ -77,7 +81,9 @@ def _compiled_match(agent_a: Any, agent_b: Any, num_episodes: int, horizon: int)
 
 
 def match(a: Player, b: Player, key: jax.Array, num_episodes: int, game: Game) -> Episodes:
-    """``num_episodes`` episodes of ``a`` (player 0) against ``b`` (player 1), ``[E, T, 2]``."""
+    """``num_episodes`` episodes of ``a`` (player 0) against ``b`` (player 1), ``[E, T, 2]``.
+    An agent trained with opponent IDs reads a tabular co-player's identity vector (zeros
+    against a trained one), as in training."""
     run = _compiled_match(a.agent, b.agent, num_episodes, game.horizon)
     return run(a.params, b.params, game.payoffs, key)
 

@@ -9,7 +9,7 @@ from jaxcoop import environment, evaluation, strategies, train
 from jaxcoop.config import preset
 from jaxcoop.environment import C, D
 from jaxcoop.evaluation import cross_play, curves, match, tabular
-from jaxcoop.rollout import Episodes
+from jaxcoop.rollout import Episodes, agent_policy, play, tabular_policy
 
 HORIZON = 12
 EPISODES = 4096
@@ -140,3 +140,31 @@ def test_evaluate_learners_meets_the_panel_and_the_other_learner():
     summary = evaluation.summarize(result)
     assert set(summary[evaluation.LEARNER]) == set(evaluation.SIDES)
     assert len(summary["always_defect"]["coop"]["mean"]) == 3
+
+
+def test_an_opponent_id_agent_reads_the_tabular_coplayers_identity_in_play_as_in_training():
+    config = preset("tiny").replace(opponent_id=True)
+    agent = train.make_agent(config)
+    game = environment.make_game(config.game, config.horizon)
+    params = train.init_params(agent, jax.random.key(0))
+    other = train.init_params(agent, jax.random.key(1))
+    # A fresh policy head (init scale 0.01) hardly moves; scale it so the carry, which the ID
+    # sets, matters to the moves.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: 300 * x if "['policy']" in jax.tree_util.keystr(path) else x, params
+    )
+    theta = strategies.sample_coplayers(jax.random.key(2), (64,), "uniform")  # [E, 5]
+    key = jax.random.key(3)
+    got = match(evaluation.Player(agent, params), tabular(theta), key, 64, game)
+
+    def played(opponent_id, coplayer):
+        return play(agent_policy(agent, params, opponent_id), coplayer, key, 64, game)
+
+    want = played(strategies.opponent_id(theta), tabular_policy(theta))
+    np.testing.assert_array_equal(got.actions, want.actions)
+    blind = played(None, tabular_policy(theta))  # what evaluation played before: zeros
+    assert (np.asarray(blind.actions) != np.asarray(got.actions)).any()
+    # Against another trained agent the ID is zeros, as against a learner in training.
+    got = match(evaluation.Player(agent, params), evaluation.Player(agent, other), key, 64, game)
+    want = played(None, agent_policy(agent, other))
+    np.testing.assert_array_equal(got.actions, want.actions)
