@@ -65,6 +65,10 @@ class Config:
     # Own actions of only the last W phases' episodes train the prior (D0's before the first
     # phase); the model's other heads learn from all data. 0: all data (the paper's).
     ppi_prior_window: int = 0
+    # Each phase's episodes are played in this many sequential pieces per co-player kind (one
+    # lax.map), so the planner's per-rollout state is held for one piece at a time: the memory
+    # knob for paper-scale transformer PPI (README). 1: all at once. Changes the random numbers.
+    ppi_collect_chunks: int = 1
     # Schedule.
     num_iterations: int = 200_000
     chunk_iterations: int = 500  # iterations per compiled chunk; the host logs between chunks
@@ -167,6 +171,7 @@ def validate(c: Config) -> None:
         "ppi_pretrain_episodes",
         "ppi_rollouts",
         "ppi_depth",
+        "ppi_collect_chunks",
         "num_iterations",
         "chunk_iterations",
         "num_seeds",
@@ -200,6 +205,16 @@ def validate(c: Config) -> None:
             "num_heads",
             c.num_heads,
             f"a divisor of hidden_dim={c.hidden_dim} (the transformer's width)",
+        )
+    if c.algo == "ppi":
+        _require(
+            c.num_tabular_episodes % c.ppi_collect_chunks == 0
+            and c.num_pair_slots % c.ppi_collect_chunks == 0,
+            "ppi_collect_chunks",
+            c.ppi_collect_chunks,
+            f"a divisor of both the tabular episodes (num_tabular_episodes="
+            f"{c.num_tabular_episodes}) and the learner pairs (num_pair_slots={c.num_pair_slots}) "
+            f"a phase plays",
         )
     if c.algo == "ppo":
         _require(

@@ -37,7 +37,7 @@ from flax import linen as nn
 from jaxcoop import environment, strategies
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES, START
 from jaxcoop.networks import Agent, RoundInput, shift_right
-from jaxcoop.rollout import Policy, agent_policy, play
+from jaxcoop.rollout import Episodes, Policy, agent_policy, play
 from jaxcoop.strategies import OPPONENT_ID_SIZE
 from jaxcoop.train import AGENT_FIELDS, Metrics, Trainer, TrainState
 
@@ -537,25 +537,47 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
         params, _, loss, grad_norm = jax.lax.fori_loop(0, steps, body, start)
         return params, loss, grad_norm
 
+    chunks = config.ppi_collect_chunks
+
+    def in_chunks(play_piece, key, num, xs=None) -> Episodes:
+        """``play_piece(key, xs, n)``'s ``num`` episodes (``xs``: per-episode inputs ``[num,
+        ...]``) as ``chunks`` sequential pieces of ``n = num // chunks`` (one ``lax.map``; piece
+        ``i`` plays with ``fold_in(key, i)``), so only one piece's planner state is live."""
+        if chunks == 1 or num == 0:
+            return play_piece(key, xs, num)
+        n = num // chunks
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(chunks))
+        pieces = jax.tree.map(lambda x: x.reshape(chunks, n, *x.shape[1:]), xs)
+        out = jax.lax.map(lambda a: play_piece(a[0], a[1], n), (keys, pieces))
+        return jax.tree.map(lambda x: x.reshape(num, *x.shape[2:]), out)
+
     def collect(params, coplayer_params, key):
         k_tab, k_pool, k_frozen, k_pair = jax.random.split(key, 4)
         thetas = strategies.sample_coplayers(k_pool, (learners, num_tabular), config.pool)
 
         def versus_tabular(p, theta_Kx5, k):
-            k_plan, k_play = jax.random.split(k)
-            ids = strategies.opponent_id(theta_Kx5) if with_id else None
-            me = planner.policy(p, k_plan, ids)
-            return play(me, theta_Kx5, k_play, num_tabular, game)
+            def piece(k, theta_nx5, n):
+                k_plan, k_play = jax.random.split(k)
+                ids = strategies.opponent_id(theta_nx5) if with_id else None
+                return play(planner.policy(p, k_plan, ids), theta_nx5, k_play, n, game)
+
+            return in_chunks(piece, k, num_tabular, theta_Kx5)
 
         def versus_frozen(p, k):
-            k_plan, k_coplayer, k_play = jax.random.split(k, 3)
-            other = coplayer_policy(coplayer, coplayer_params, k_coplayer)
-            return play(planner.policy(p, k_plan), other, k_play, num_frozen, game)
+            def piece(k, _, n):
+                k_plan, k_coplayer, k_play = jax.random.split(k, 3)
+                other = coplayer_policy(coplayer, coplayer_params, k_coplayer)
+                return play(planner.policy(p, k_plan), other, k_play, n, game)
+
+            return in_chunks(piece, k, num_frozen)
 
         def versus_learner(p_row, p_col, k):
-            k_row, k_col, k_play = jax.random.split(k, 3)
-            row, col = planner.policy(p_row, k_row), planner.policy(p_col, k_col)
-            return play(row, col, k_play, half, game)
+            def piece(k, _, n):
+                k_row, k_col, k_play = jax.random.split(k, 3)
+                row, col = planner.policy(p_row, k_row), planner.policy(p_col, k_col)
+                return play(row, col, k_play, n, game)
+
+            return in_chunks(piece, k, half)
 
         parts = [jax.vmap(versus_tabular)(params, thetas, jax.random.split(k_tab, learners))]
         if coplayer is not None:

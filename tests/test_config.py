@@ -32,6 +32,9 @@ BAD_VALUES = [
     (dict(num_layers=0), "num_layers"),
     (dict(checkpoint_every=250, chunk_iterations=500), "checkpoint_every"),
     (dict(keep_checkpoints=0), "keep_checkpoints"),
+    # PPI's pieces: 16 episodes at p_tabular 0.5 are 8 tabular and 4 pairs; 8 does not divide 4.
+    (dict(algo="ppi", num_episodes=16, ppi_collect_chunks=8), "ppi_collect_chunks"),
+    (dict(ppi_collect_chunks=0), "ppi_collect_chunks"),
 ]
 
 

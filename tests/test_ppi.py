@@ -574,3 +574,43 @@ def test_with_a_prior_window_the_prior_follows_the_newest_phase(tiny_ppi):
     assert np.all(np.abs(windowed - phase1) < 0.12), (windowed, phase1)
     assert np.all(np.abs(everything - d0) < 0.12), (everything, d0)
     assert np.all(everything - windowed > 0.2), (everything, windowed)
+
+
+def test_episodes_collected_in_chunks_are_independent_pieces_of_the_same_kinds():
+    from jaxcoop.config import preset
+
+    config = preset("tiny", algo="ppi").replace(
+        opponent_id=True, pool="always_cooperate", ppi_collect_chunks=2
+    )
+    tabular, half = config.num_tabular_episodes, config.num_pair_slots
+    assert (tabular, half) == (8, 4)  # pieces of 4 tabular episodes and 2 learner pairs
+    loop = train.make_trainer(config)
+    state = jax.jit(loop.init)(jax.random.key(0))
+    phase = jax.jit(loop.iteration)
+    after, _ = phase(state)
+    pretrain = config.ppi_pretrain_episodes
+    new = slice(pretrain, pretrain + config.num_episodes)
+    actions = np.asarray(after.opt_state.actions[:, new]).astype(np.int32)  # [N, E, T, 2]
+    ids = np.asarray(after.opt_state.opponent_id[:, new])
+    assert np.all(actions[:, :tabular, :, 1] == C)  # the tabular co-player: always-cooperate
+    allc = np.asarray(strategies.opponent_id(strategies.always_cooperate()))
+    np.testing.assert_allclose(ids[:, :tabular], np.broadcast_to(allc, ids[:, :tabular].shape))
+    np.testing.assert_array_equal(ids[:, tabular:], 0.0)
+    # Learner 0's row episodes (vs learner 1) are learner 1's column episodes, mirrored.
+    row0, col1 = actions[0, tabular : tabular + half], actions[1, tabular + half :]
+    np.testing.assert_array_equal(col1, row0[..., ::-1])
+    # The two pieces play with their own keys, not the same episodes twice.
+    assert not np.array_equal(actions[:, :4], actions[:, 4:tabular])
+    np.testing.assert_array_equal(phase(state)[0].opt_state.actions, after.opt_state.actions)
+
+
+def test_episodes_against_a_frozen_planner_collected_in_chunks():
+    from jaxcoop.config import preset
+
+    config = preset("tiny", algo="ppi").replace(p_tabular=0.0, ppi_collect_chunks=4)
+    loop = ppi.make_trainer(config, coplayer=ppi.make_planner(config))
+    state, metrics = jax.jit(loop.iteration)(jax.jit(loop.init)(jax.random.key(0)))
+    frozen = np.asarray(metrics.frozen_coop)
+    assert frozen.shape == (2,) and np.all((frozen >= 0) & (frozen <= 1))
+    new = np.asarray(state.opt_state.actions[:, config.ppi_pretrain_episodes :][:, :16])
+    assert not np.array_equal(new[:, :4], new[:, 4:8])
