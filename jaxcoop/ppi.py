@@ -452,7 +452,8 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     phases' episodes, D0 before the first phase: ``prior_start``), collects ``num_episodes``
     episodes per learner with the improved policy (a ``p_tabular`` share against fresh tabular
     co-players of ``pool``, the rest against the next learner on the ring ``n -> (n + 1) % N``,
-    each such episode giving data to both players, or against the frozen ``coplayer``) and
+    each such episode giving data to both players, or against the frozen ``coplayer``; each
+    kind in ``ppi_collect_chunks`` sequential pieces, to bound the planner's memory) and
     appends them. ``init`` fills every learner's dataset
     with D0: ``ppi_pretrain_episodes`` episodes of two U(0, 1) tabular agents (a warm start
     replaces them: ``with_initial_data``). The dataset has a fixed size, so a phase is one
