@@ -53,7 +53,8 @@ def learner_params(params: Any, *index: int) -> Any:
     return jax.tree.map(lambda x: x[index], params)
 
 
-def _policy(agent: Any, params: Any, key: jax.Array, coplayer: Player) -> Policy:
+def _policy(player: Player, key: jax.Array, coplayer: Player) -> Policy:
+    agent, params = player
     if agent is None:
         return tabular_policy(params)
     # What an agent trained with opponent IDs reads, as in training: a tabular co-player's
@@ -72,8 +73,8 @@ def _compiled_match(agent_a: Any, agent_b: Any, num_episodes: int, horizon: int)
         # planner's key is another index of the same key, so no random numbers are shared.
         a, b = Player(agent_a, params_a), Player(agent_b, params_b)
         policies = (
-            _policy(agent_a, params_a, jax.random.fold_in(key, horizon), b),
-            _policy(agent_b, params_b, jax.random.fold_in(key, horizon + 1), a),
+            _policy(a, jax.random.fold_in(key, horizon), b),
+            _policy(b, jax.random.fold_in(key, horizon + 1), a),
         )
         return play(*policies, key, num_episodes, game)
 
