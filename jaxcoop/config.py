@@ -122,20 +122,12 @@ def field_names() -> list[str]:
     return [f.name for f in fields(Config)]
 
 
-def resumable_fields(config: Config) -> tuple[str, ...]:
-    """``RESUMABLE_FIELDS`` for ``config``: PPI's dataset is sized for ``num_iterations``
-    phases, so a PPI run keeps its length."""
-    if config.algo == "ppi":
-        return tuple(name for name in RESUMABLE_FIELDS if name != "num_iterations")
-    return RESUMABLE_FIELDS
-
-
 def program_differences(a: Config, b: Config) -> list[str]:
-    """Fields outside ``resumable_fields(a)`` whose values differ (``"name: a -> b"``)."""
+    """Fields outside ``RESUMABLE_FIELDS`` whose values differ (``"name: a -> b"``)."""
     return [
         f"{name}: {getattr(a, name)!r} -> {getattr(b, name)!r}"
         for name in field_names()
-        if name not in resumable_fields(a) and getattr(a, name) != getattr(b, name)
+        if name not in RESUMABLE_FIELDS and getattr(a, name) != getattr(b, name)
     ]
 
 

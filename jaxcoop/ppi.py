@@ -363,6 +363,22 @@ def dataset_size(config) -> int:
     return config.ppi_pretrain_episodes + config.num_iterations * config.num_episodes
 
 
+def resize_dataset(data: Dataset, size: int) -> Dataset:
+    """``data`` with room for ``size`` episodes per learner (``[..., M, T, 2]`` -> ``[..., size,
+    T, 2]``): zero slots added at the end, or empty ones cut off. A phase reads only the first
+    ``dataset_count`` episodes, so a run resumed into a resized dataset (``--resume`` with
+    another ``num_iterations``) computes the same numbers."""
+
+    def fit(x, axis):
+        x = x[(slice(None),) * (x.ndim + axis) + (slice(0, size),)]
+        grow = [(0, 0)] * x.ndim
+        grow[x.ndim + axis] = (0, size - x.shape[axis])
+        return jnp.pad(x, grow)
+
+    ids = None if data.opponent_id is None else fit(data.opponent_id, -2)
+    return Dataset(fit(data.actions, -3), ids)
+
+
 def dataset_count(config, iteration: jax.Array) -> jax.Array:
     """Episodes per learner after ``iteration`` phases."""
     return config.ppi_pretrain_episodes + iteration * config.num_episodes

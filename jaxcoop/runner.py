@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxcoop import checkpoints, evaluation, figures, loggers, ppi, records, sharding, trained
-from jaxcoop.config import Config, program_differences, resumable_fields
+from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
 from jaxcoop.records import RunFolderError
 from jaxcoop.train import Metrics, Trainer, TrainState, make_player, make_trainer
@@ -222,8 +222,9 @@ def resume(
     """Continue a run from its newest checkpoint; the result is identical to an uninterrupted run
     (on the same number of devices; on another, equal up to the order of floating-point sums).
 
-    ``changes`` may only touch ``config.RESUMABLE_FIELDS`` (e.g. a larger ``num_iterations``);
-    a change to any field that alters the training program is refused, naming the field.
+    ``changes`` may only touch ``config.RESUMABLE_FIELDS`` (e.g. a larger ``num_iterations``;
+    a PPI run's dataset is resized to hold its phases, which leaves the phases' numbers as they
+    were); a change to any field that alters the training program is refused, naming the field.
     ``metrics.csv`` is replaced by the checkpoint's history (rows written after the checkpoint
     are computed again, identically).
     """
@@ -240,7 +241,7 @@ def resume(
         raise RunFolderError(
             f"--resume {run_dir}: these fields change the training program and must stay as the "
             f"run was started: {'; '.join(differences)} (only "
-            f"{', '.join(resumable_fields(saved))} may change)"
+            f"{', '.join(RESUMABLE_FIELDS)} may change)"
         )
     step = checkpoints.latest_step(run_dir)
     if step > config.num_iterations:
@@ -249,15 +250,20 @@ def resume(
             f"num_iterations={config.num_iterations}"
         )
     start = time.perf_counter()
-    mesh, trainer = make_mesh_trainer(config, devices, trained.frozen_coplayer(record))
-    ckpt = checkpoints.restore(run_dir, step, trained.state_shapes(config, trainer))
+    coplayer = trained.frozen_coplayer(record)
+    mesh, trainer = make_mesh_trainer(config, devices, coplayer)
+    ckpt = trained.restore_state(run_dir, step, config, coplayer)
+    state = ckpt.state
+    if config.algo == "ppi":  # room for the phases of this num_iterations
+        data = ppi.resize_dataset(state.opt_state, ppi.dataset_size(config))
+        state = state.replace(opt_state=data)
     history = _empty_history(config)
     for name, value in ckpt.metrics.items():
         history[name][:, :step] = value
     if sharding.is_primary():
         records.rewrite_metrics(run_dir, ckpt.metrics)
     log(f"resuming {run_dir} from its checkpoint at iteration {step} of {config.num_iterations}")
-    state = sharding.put(ckpt.state, sharding.state_shardings(mesh, ckpt.state))
+    state = sharding.put(state, sharding.state_shardings(mesh, state))
     warm_record = record.get("warm_start", {})
     session = _Session(
         config, run_dir, record.get("preset"), trainer, mesh, warm_record, log, start
@@ -287,7 +293,7 @@ def run_or_resume(
         existing, _ = records.read_config(run_dir)
         differences = [
             f"{name}: {getattr(existing, name)!r} -> {getattr(config, name)!r}"
-            for name in resumable_fields(existing)
+            for name in RESUMABLE_FIELDS
             if getattr(existing, name) != getattr(config, name)
         ] + program_differences(existing, config)
         if differences:

@@ -254,13 +254,24 @@ def state_shapes(config: Config, trainer: Any) -> Any:
     return jax.eval_shape(jax.vmap(trainer.init), keys)
 
 
+def restore_state(
+    run_dir: Path, step: int, config: Config, coplayer: Any = None
+) -> checkpoints.Checkpoint:
+    """The checkpoint at ``step`` of a run of ``config`` (frozen ``coplayer``, if any) with its
+    whole ``TrainState``. A PPI dataset comes back as saved, sized for the ``num_iterations``
+    the run had then (a resumed run may have been given more: ``ppi.resize_dataset``)."""
+    if config.algo == "ppi":
+        saved = checkpoints.restore(run_dir, step).meta["config"]["num_iterations"]
+        config = config.replace(num_iterations=saved)
+    trainer = make_trainer(config, coplayer)
+    return checkpoints.restore(run_dir, step, state_shapes(config, trainer))
+
+
 def newest_episodes(run_dir: Path, loaded: Loaded, count: int) -> np.ndarray:
     """The newest ``count`` episodes in every seed's and learner's dataset of a PPI run, int8
     ``[S, N, count, T, 2]`` (its checkpoint at ``loaded.iteration``)."""
     config, record = read_config(run_dir)
-    trainer = make_trainer(config, frozen_coplayer(record))
-    step = int(loaded.checkpoint.name)
-    ckpt = checkpoints.restore(run_dir, step, state_shapes(config, trainer))
+    ckpt = restore_state(run_dir, int(loaded.checkpoint.name), config, frozen_coplayer(record))
     filled = int(ppi.dataset_count(config, loaded.iteration))
     if filled < count:
         raise RunFolderError(

@@ -426,8 +426,45 @@ def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(ppi_run,
     shutil.rmtree(checkpoints.directory(run_dir) / "2")  # as if killed during phase 2
     runner.resume(run_dir, log=lambda line: None, evaluation_episodes=8)
     assert (run_dir / records.METRICS_FILE).read_bytes() == whole
-    with pytest.raises(records.RunFolderError, match="num_iterations: 2 -> 4"):
-        runner.resume(run_dir, {"num_iterations": 4}, log=lambda line: None)
+
+
+def test_a_ppi_run_resumed_with_more_phases_grows_its_dataset_and_repeats_its_phases(
+    ppi_run, tmp_path
+):
+    """Phase 2 again, from checkpoint 1 into a dataset sized for 3 phases, then phase 3: the
+    same numbers as the 2-phase run (a phase reads only its filled episodes), and a warm start
+    from the longer run reads the 3-phase checkpoint."""
+    from jaxcoop import checkpoints, records, runner, trained
+
+    config, source = ppi_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir)
+    shutil.rmtree(checkpoints.directory(run_dir) / "2")
+    runner.resume(run_dir, {"num_iterations": 3}, log=lambda line: None, evaluation_episodes=8)
+    before = (source / records.METRICS_FILE).read_text().splitlines()
+    after = (run_dir / records.METRICS_FILE).read_text().splitlines()
+    assert after[: len(before)] == before and len(after) > len(before)
+    longer = config.replace(num_iterations=3)
+    ckpt = trained.restore_state(run_dir, 3, config)  # config.json still says 2 phases
+    filled = int(ppi.dataset_count(longer, 3))
+    assert ckpt.state.opt_state.actions.shape[2] == ppi.dataset_size(longer) == filled
+    phase3 = ckpt.state.opt_state.actions[:, :, filled - config.num_episodes :]
+    assert np.any(phase3 != 0)  # the third phase's episodes were written into the new room
+    newest = trained.newest_episodes(run_dir, trained.load(run_dir), config.num_episodes)
+    np.testing.assert_array_equal(newest, phase3)
+
+
+def test_resize_dataset_pads_or_cuts_the_episode_axis_only():
+    actions = jnp.arange(2 * 4 * 3 * 2, dtype=jnp.int8).reshape(2, 4, 3, 2)
+    ids = jnp.arange(2 * 4 * 10, dtype=jnp.float32).reshape(2, 4, 10)
+    grown = ppi.resize_dataset(ppi.Dataset(actions, ids), 6)
+    assert grown.actions.shape == (2, 6, 3, 2) and grown.opponent_id.shape == (2, 6, 10)
+    np.testing.assert_array_equal(grown.actions[:, :4], actions)
+    np.testing.assert_array_equal(grown.actions[:, 4:], 0)
+    np.testing.assert_array_equal(grown.opponent_id[:, :4], ids)
+    cut = ppi.resize_dataset(ppi.Dataset(actions, None), 3)
+    np.testing.assert_array_equal(cut.actions, actions[:, :3])
+    assert cut.opponent_id is None
 
 
 def test_with_initial_data_replaces_d0_and_nothing_else():
