@@ -494,7 +494,7 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     num_tabular = config.num_tabular_episodes
     num_frozen = 0 if coplayer is None else config.num_learner_episodes
     # Episodes per ring pair, each seen from both sides.
-    half = 0 if coplayer is not None else config.num_learner_episodes // 2
+    num_pairs = 0 if coplayer is not None else config.num_pair_slots
     with_id = config.opponent_id
     optimizer = make_optimizer(config)
 
@@ -594,7 +594,7 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
                 row, col = planner.policy(p_row, k_row), planner.policy(p_col, k_col)
                 return play(row, col, k_play, n, game)
 
-            return in_chunks(piece, k, half)
+            return in_chunks(piece, k, num_pairs)
 
         parts = [jax.vmap(versus_tabular)(params, thetas, jax.random.split(k_tab, learners))]
         if coplayer is not None:
