@@ -80,11 +80,22 @@ def write_config(
     run_dir: Path, config: Config, preset: str | None, warm_start: dict | None = None
 ) -> None:
     """``config.json``: the preset, the resolved config and, if any, where the learners' initial
-    parameters and the frozen co-player came from (``warm_start``)."""
+    parameters and the frozen co-player came from (``warm_start``). Written next to the file
+    and renamed over it, so a resumed run that rewrites it never leaves half a config."""
     payload = {"preset": preset, "config": config.to_dict()}
     if warm_start:
         payload["warm_start"] = warm_start
-    (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    _replace(Path(run_dir) / CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file renamed over it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_config(run_dir: Path) -> tuple[Config, dict]:
@@ -149,17 +160,12 @@ def rewrite_metrics(run_dir: Path, history: dict[str, np.ndarray]) -> None:
     """Replace ``metrics.csv`` by ``history`` ``{name: [S, I, N]}`` (a checkpoint's), atomically:
     the new file is written next to it and renamed over it."""
     path = Path(run_dir) / METRICS_FILE
-    tmp = path.with_name(path.name + ".tmp")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     writer.writerows(metrics_rows({name: history[name] for name in METRIC_NAMES}, 0))
     try:
-        with tmp.open("w", newline="") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _replace(path, buffer.getvalue())
     except OSError as e:
         raise RunFolderError(
             f"could not rewrite {path} from the checkpoint ({describe(e)}); "

@@ -226,7 +226,7 @@ def resume(
     a PPI run's dataset is resized to hold its phases, which leaves the phases' numbers as they
     were); a change to any field that alters the training program is refused, naming the field.
     ``metrics.csv`` is replaced by the checkpoint's history (rows written after the checkpoint
-    are computed again, identically).
+    are computed again, identically), and ``config.json`` takes the changes.
     """
     run_dir = Path(run_dir)
     log = log if sharding.is_primary() else lambda line: None
@@ -262,6 +262,8 @@ def resume(
         history[name][:, :step] = value
     if sharding.is_primary():
         records.rewrite_metrics(run_dir, ckpt.metrics)
+        if config != saved:  # config.json says how far the run now goes
+            records.write_config(run_dir, config, record.get("preset"), record.get("warm_start"))
     log(f"resuming {run_dir} from its checkpoint at iteration {step} of {config.num_iterations}")
     state = sharding.put(state, sharding.state_shardings(mesh, state))
     warm_record = record.get("warm_start", {})

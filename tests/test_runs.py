@@ -141,6 +141,10 @@ def test_resume_continues_a_finished_run_to_more_iterations(tmp_path, source_run
     shutil.copytree(source_run[0], out)
     runner.resume(out, {"num_iterations": 6}, log=quiet, evaluation_episodes=4)
     assert checkpoints.latest_step(out) == 6
+    config, record = records.read_config(out)
+    _, source_record = records.read_config(source_run[0])
+    assert config.num_iterations == 6  # so a later plain --resume knows the run's length
+    assert record == {**source_record, "config": config.to_dict()}
     history = records.read_metrics(out)
     np.testing.assert_array_equal(history["iteration"], np.arange(6))
     # The first 4 iterations are the original run's rows, byte for byte.
