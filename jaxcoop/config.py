@@ -59,8 +59,9 @@ class Config:
     ppi_pretrain_episodes: int = 200_000  # D0: episodes of two random tabular agents
     ppi_rollouts: int = 8  # Monte-Carlo rollouts per action in the model
     ppi_depth: int = 15  # rounds per rollout
-    # pi(a|x) ~ p(a|x) exp(beta Q(x, a)), raw rewards. 1.0 from the cpu beta study (README, "PPI
-    # at the cpu scale"): the paper's printed 0.01 leaves the prior unchanged; 1-10 act alike.
+    # pi(a|x) ~ p(a|x) exp(beta Q(x, a)), raw rewards. 1.0 from the cpu beta study
+    # (docs/ppi-cpu-gru/README.md, "β, phases, pool"): the paper's printed 0.01 leaves the
+    # prior unchanged; 1-10 act alike.
     ppi_beta: float = 1.0
     # Own actions of only the last W phases' episodes train the prior (D0's before the first
     # phase); the model's other heads learn from all data. 0: all data (the paper's).
@@ -373,7 +374,8 @@ BACKBONE_DEFAULTS: dict[str, dict[str, dict]] = {
 #: learner, AdamW lr 1e-4, gradient clip 1.0; the other ``ppi_*`` defaults are the paper's).
 #: The planner's discount ``gamma`` is 1 (undiscounted rollouts of ``ppi_depth`` rounds). The
 #: cpu scale trains its model 40 epochs a phase, 4x the paper's 10: with 10 its 512-episode
-#: phases leave the model unfit and step 3 of the mechanism defects (README, "Fig. 2/4 with PPI").
+#: phases leave the model unfit and step 3 of the mechanism defects
+#: (docs/ppi-cpu-gru/README.md, "Fig. 2/4 with PPI").
 ALGO_DEFAULTS: dict[str, dict[str, dict]] = {
     "ppi": {
         "paper": dict(
