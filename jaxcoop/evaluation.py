@@ -154,6 +154,8 @@ def evaluate_learners(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Every learner of a run against the ``coplayers`` and (with two or more learners) against
     the next learner of its seed (co-player ``LEARNER``: learner ``n`` meets ``(n + 1) % N``).
+    Every learner meets the same co-players with the same random numbers (one key per
+    co-player), so differences between learners and seeds are not differences in the draws.
 
     Args:
       params: stacked ``[S, N, ...]`` (seeds, learners).

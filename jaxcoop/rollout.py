@@ -150,7 +150,8 @@ def collect(
 
     def round_(carry, key):
         agent_carry, envs, obs, co_view, prev_action, prev_reward = carry
-        key_agent, key_tab = jax.random.split(key)
+        # With partitionable threefry (the default) split(key, 3)[:2] == split(key, 2).
+        key_agent, key_tab, key_frozen = jax.random.split(key, 3)
         x = RoundInput(*(shard(v, 1) for v in (obs, prev_action, prev_reward)))
         agent_carry, logits, value = act(params, agent_carry, x)
         action, log_prob = sample_action(key_agent, shard(logits, 1))
@@ -163,7 +164,7 @@ def collect(
             frozen_carry, frz_logits = frozen_act(
                 frozen_carry, RoundInput(frz_obs, frz_prev_action, frz_prev_reward)
             )
-            frz_action, _ = sample_action(jax.random.fold_in(key, FROZEN), frz_logits)
+            frz_action, _ = sample_action(key_frozen, frz_logits)
         else:
             frz_action = a_frz  # no frozen seats: an empty [N, 0] array
         a_row_partner = partner(a_col, succ_NxS)

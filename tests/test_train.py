@@ -311,3 +311,25 @@ def test_a2c_through_the_rollout_equals_a2c_on_a_second_forward_pass(monkeypatch
             getattr(ma, name), getattr(mb, name), rtol=1e-5, atol=1e-6, err_msg=name
         )
     assert float(jnp.min(ma.grad_norm)) > 0  # the learners did get a gradient
+
+
+def test_frozen_and_tabular_coplayers_draw_their_moves_independently(tiny_rollout):
+    """Seat i against a tabular co-player and seat i against the frozen co-player sample with
+    different keys: with both playing 50/50, their moves agree about half the time (with one
+    key for both they would agree in every round)."""
+    from jaxcoop import networks, train
+
+    t = tiny_rollout
+    n, k = t.config.num_learners, 64
+    coplayers = jnp.full((n, k, 5), 0.5)  # every tabular co-player cooperates with p = 1/2
+    frozen_agent = networks.Agent(embed_dim=8, hidden_dim=16)
+    params = train.init_params(frozen_agent, jax.random.key(0))
+    params = jax.tree.map(jnp.zeros_like, params)  # logits 0: 50/50 in every round
+    frozen = rollout.FrozenCoplayer(frozen_agent, params, num_episodes=k)
+    none = jnp.zeros((n, 0), jnp.int32)
+    batch = jax.jit(
+        lambda p, key: rollout.collect(t.agent, p, key, t.game, coplayers, none, none, frozen)
+    )(t.params, jax.random.key(5))
+    moves = batch.transition.coplayer_action  # [N, T, K + F]
+    agree = float(jnp.mean(moves[..., :k] == moves[..., k:]))
+    assert 0.4 < agree < 0.6, agree
