@@ -212,7 +212,7 @@ def model_loss(
 # --- Planning inside the model. ----------------------------------------------------------------
 
 
-def _consistent_pair(obs_logits: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+def consistent_pair(obs_logits: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The two next observations ``1 + 2 * action + b`` consistent with the agent's own
     ``action`` ``[B]`` (co-player's move ``b`` = C, D): their states int32 ``[B, 2]`` and the
     next-observation logits ``[B, 5]`` restricted to them ``[B, 2]``."""
@@ -245,7 +245,7 @@ def q_values(
         def round_(state, h):
             carry, y, action, key = state
             key, k_move, k_action = jax.random.split(key, 3)
-            states_Bx2, logits_Bx2 = _consistent_pair(model.next_obs(y, action), action)
+            states_Bx2, logits_Bx2 = consistent_pair(model.next_obs(y, action), action)
             rewards_Bx2 = jnp.stack([model.reward(y, o) for o in states_Bx2.T], axis=-1)
             move = jax.random.categorical(k_move, logits_Bx2).astype(jnp.int32)
             reward = jnp.take_along_axis(rewards_Bx2, move[:, None], axis=-1)[:, 0]

@@ -651,3 +651,11 @@ def test_episodes_against_a_frozen_planner_collected_in_chunks():
     assert frozen.shape == (2,) and np.all((frozen >= 0) & (frozen <= 1))
     new = np.asarray(state.opt_state.actions[:, config.ppi_pretrain_episodes :][:, :16])
     assert not np.array_equal(new[:, :4], new[:, 4:8])
+
+
+def test_consistent_pair_keeps_the_two_states_the_own_action_allows():
+    """After C the next state is CC or CD (1, 2); after D it is DC or DD (3, 4)."""
+    logits = jnp.array([[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0]])
+    states, pair = ppi.consistent_pair(logits, jnp.array([0, 1]))
+    np.testing.assert_array_equal(states, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(pair, [[1.0, 2.0], [8.0, 9.0]])

@@ -107,7 +107,7 @@ def calibration(planner: ppi.Planner, params, episodes):
     t = ppi.targets(actions, jnp.swapaxes(episodes.rewards[..., 0], 0, 1))
     z = jnp.zeros((actions.shape[1], 10))
     _, obs_logits, _ = planner.model.apply(params, t.inputs, t.action, t.next_obs, z)
-    _, pair = ppi._consistent_pair(obs_logits.reshape(-1, 5), t.action.reshape(-1))
+    _, pair = ppi.consistent_pair(obs_logits.reshape(-1, 5), t.action.reshape(-1))
     predicted = jax.nn.softmax(pair)[:, 0].reshape(t.action.shape)
     return predicted.mean(axis=1), (actions[..., 1] == 0).mean(axis=1)
 
