@@ -1,5 +1,6 @@
 """The README and the docs pages: every relative link points at a file and heading that exist."""
 
+import functools
 import pathlib
 import re
 
@@ -16,14 +17,18 @@ def anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+@functools.cache
+def prose(page: pathlib.Path) -> str:
+    """The page's text without its fenced code blocks (read once per page)."""
+    return re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+
+
 def anchors(page: pathlib.Path) -> set[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
-    return {anchor(m) for m in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    return {anchor(m) for m in re.findall(r"^#+ (.+)$", prose(page), flags=re.M)}
 
 
 def relative_links(page: pathlib.Path) -> list[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
-    return [t for t in LINK.findall(text) if not re.match(r"[a-z]+:", t)]
+    return [t for t in LINK.findall(prose(page)) if not re.match(r"[a-z]+:", t)]
 
 
 def test_anchor_follows_github():
