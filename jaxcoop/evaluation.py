@@ -6,7 +6,10 @@ horizon, for any parameters); ``curves`` turns the episodes into per-round (with
 cooperation and reward of both sides, with episode averages and their standard errors.
 ``evaluate_learners`` plays every learner of a run against a panel of co-players and against the
 other learners of its seed; ``cross_play`` plays every player against every co-player and
-``cross_play_table`` prints the result.
+``cross_play_table`` prints the result. Against a pool of tabular co-players both also give the
+**in-context efficiency** ``(r - r_alld) / (r_oracle - r_alld)``: always-defect and the oracle
+(``reference``) play the same co-players with the same key (common draws), and
+``reference.efficiency`` takes the ratio of the mean gains with a delta-method standard error.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import strategies
+from jaxcoop import reference, strategies
 from jaxcoop.environment import NUM_STATES, C, Game
 from jaxcoop.networks import Agent
 from jaxcoop.rollout import Episodes, Policy, agent_policy, play, tabular_policy
 
 #: Co-players of the paper's within-episode panels (Fig. 2). A co-player name is a strategy of
 #: ``strategies.NAMED``, ``"pool"`` (fresh U(0, 1) draws: the paper's average tabular
-#: co-player) or another tabular pool of ``strategies.POOLS`` (e.g. ``"named"``).
+#: co-player) or another tabular pool of ``strategies.POOLS`` (e.g. ``"named"``), or
+#: ``BAYESIAN`` (the Bayesian in-context learner of ``reference``, for the game played).
 PANEL = ("tit_for_tat", "always_cooperate", "always_defect", "win_stay_lose_shift", "pool")
+#: The co-player name of the Bayesian in-context learner.
+BAYESIAN = "bayesian"
 #: The co-player name of "the other learners of the same seed" in ``evaluate_learners``.
 LEARNER = "learner"
 #: What ``curves`` measures, player 0's side first.
@@ -35,9 +41,11 @@ SIDES = ("coop", "reward", "coplayer_coop", "coplayer_reward")
 
 class Player(NamedTuple):
     """One side of a match: a trained agent (``agent`` module, unstacked ``params``), a PPI
-    learner (``agent`` a ``ppi.Planner``, ``params`` its model's: it plays the improved policy)
-    or tabular strategies (``agent=None``, ``params`` a strategy ``[5]`` or one per episode
-    ``[E, 5]``)."""
+    learner (``agent`` a ``ppi.Planner``, ``params`` its model's: it plays the improved policy),
+    tabular strategies (``agent=None``, ``params`` a strategy ``[5]`` or one per episode
+    ``[E, 5]``) or a reference player (``agent`` ``reference.ORACLE`` or
+    ``reference.BAYESIAN``, ``params=None``: built for the game played; the oracle knows its
+    tabular co-player)."""
 
     agent: Any
     params: Any
@@ -53,10 +61,12 @@ def learner_params(params: Any, *index: int) -> Any:
     return jax.tree.map(lambda x: x[index], params)
 
 
-def _policy(player: Player, key: jax.Array, coplayer: Player) -> Policy:
+def _policy(player: Player, key: jax.Array, coplayer: Player, game: Game) -> Policy:
     agent, params = player
     if agent is None:
         return tabular_policy(params)
+    if isinstance(agent, reference.Reference):
+        return agent.policy(game, coplayer.params)
     # What an agent trained with opponent IDs reads, as in training: a tabular co-player's
     # identity vector, zeros against a trained one (agents trained without IDs ignore it).
     opponent_id = strategies.opponent_id(coplayer.params) if coplayer.agent is None else None
@@ -73,8 +83,8 @@ def _compiled_match(agent_a: Any, agent_b: Any, num_episodes: int, horizon: int)
         # planner's key is another index of the same key, so no random numbers are shared.
         a, b = Player(agent_a, params_a), Player(agent_b, params_b)
         policies = (
-            _policy(a, jax.random.fold_in(key, horizon), b),
-            _policy(b, jax.random.fold_in(key, horizon + 1), a),
+            _policy(a, jax.random.fold_in(key, horizon), b, game),
+            _policy(b, jax.random.fold_in(key, horizon + 1), a, game),
         )
         return play(*policies, key, num_episodes, game)
 
@@ -84,7 +94,13 @@ def _compiled_match(agent_a: Any, agent_b: Any, num_episodes: int, horizon: int)
 def match(a: Player, b: Player, key: jax.Array, num_episodes: int, game: Game) -> Episodes:
     """``num_episodes`` episodes of ``a`` (player 0) against ``b`` (player 1), ``[E, T, 2]``.
     An agent trained with opponent IDs reads a tabular co-player's identity vector (zeros
-    against a trained one), as in training."""
+    against a trained one), as in training. Raises ``ValueError`` for an oracle against a
+    non-tabular co-player or a ``reference.BayesianAgent`` built for another horizon."""
+    for me, other in ((a, b), (b, a)):
+        reference.check_horizon(me.agent, game.horizon)
+        oracle = isinstance(me.agent, reference.Reference) and me.agent == reference.ORACLE
+        if oracle and other.agent is not None:
+            raise ValueError("the oracle knows tabular co-players only; this one is not tabular")
     run = _compiled_match(a.agent, b.agent, num_episodes, game.horizon)
     return run(a.params, b.params, game.payoffs, key)
 
@@ -116,22 +132,58 @@ def curves(episodes: Episodes) -> dict[str, np.ndarray]:
 
 
 def coplayer_thetas(name: str, key: jax.Array, num_episodes: int) -> jax.Array:
-    """The tabular co-players ``[E, 5]`` of a co-player name (see ``PANEL``)."""
+    """The tabular co-players ``[E, 5]`` of a tabular co-player name (see ``PANEL``)."""
     if name in strategies.NAMED:
         return jnp.broadcast_to(strategies.NAMED[name](), (num_episodes, NUM_STATES))
     pool = "uniform" if name == "pool" else name
     if pool not in strategies.POOLS:
-        allowed = sorted({*strategies.NAMED, "pool", *strategies.POOLS})
+        allowed = sorted({*strategies.NAMED, "pool", *strategies.POOLS, BAYESIAN})
         raise ValueError(f"co-player {name!r} is unknown; allowed: {allowed}")
     return strategies.sample_coplayers(key, (num_episodes,), pool)
 
 
+def is_pool(name: str) -> bool:
+    """Whether co-player ``name`` is a random pool of tabular co-players (the names that get
+    an in-context efficiency)."""
+    return name == "pool" or (name in strategies.POOLS and name not in strategies.NAMED)
+
+
 def panel(key: jax.Array, num_episodes: int, names=PANEL) -> dict[str, Player]:
-    """The tabular co-players of ``names`` as players (pools drawn once from ``key``)."""
+    """The co-players of ``names`` as players (pools drawn once from ``key``)."""
     return {
-        name: tabular(coplayer_thetas(name, jax.random.fold_in(key, i), num_episodes))
+        name: Player(reference.BAYESIAN, None)
+        if name == BAYESIAN
+        else tabular(coplayer_thetas(name, jax.random.fold_in(key, i), num_episodes))
         for i, name in enumerate(names)
     }
+
+
+class References(NamedTuple):
+    """Per-episode reward per round ``[E]`` of always-defect and of the oracle against a pool's
+    co-players, played with a given key."""
+
+    always_defect: np.ndarray
+    oracle: np.ndarray
+
+
+def _episode_rewards(episodes: Episodes) -> np.ndarray:
+    return np.asarray(episodes.rewards[..., 0], np.float64).mean(axis=1)
+
+
+def references(coplayer: Player, key: jax.Array, num_episodes: int, game: Game) -> References:
+    """Always-defect and the oracle against tabular ``coplayer`` with ``key``: the common
+    draws of ``efficiency`` for any player that meets ``coplayer`` with the same key."""
+    alld = tabular(strategies.always_defect())
+    return References(
+        _episode_rewards(match(alld, coplayer, key, num_episodes, game)),
+        _episode_rewards(match(Player(reference.ORACLE, None), coplayer, key, num_episodes, game)),
+    )
+
+
+def efficiency(episodes: Episodes, refs: References) -> reference.Efficiency:
+    """The in-context efficiency of player 0 of ``episodes`` (played with the key and
+    co-players of ``refs``; ``reference.efficiency``)."""
+    return reference.efficiency(_episode_rewards(episodes), refs.always_defect, refs.oracle)
 
 
 def trained_players(agent: Agent, params: Any) -> dict[str, Player]:
@@ -162,11 +214,19 @@ def evaluate_learners(
 
     Returns:
       per co-player name and each of ``SIDES``: per-round means ``[S, N, T]`` over
-      ``num_episodes`` episodes, and ``<side>_se`` ``[S, N]`` (standard errors of the averages).
+      ``num_episodes`` episodes, and ``<side>_se`` ``[S, N]`` (standard errors of the averages);
+      against a pool (``is_pool``) also ``efficiency`` and ``efficiency_se`` ``[S, N]`` (the
+      in-context efficiency, ``efficiency``) and the references' rewards per round
+      ``always_defect_reward`` and ``oracle_reward`` ``[S, N]`` (the same for every learner).
     """
     seeds, learners = jax.tree.leaves(params)[0].shape[:2]
     opposite = panel(jax.random.fold_in(key, 0), num_episodes, coplayers)
     names = list(coplayers) + ([LEARNER] if learners > 1 else [])
+    refs = {
+        name: references(opposite[name], jax.random.fold_in(key, 1 + i), num_episodes, game)
+        for i, name in enumerate(names)
+        if is_pool(name)
+    }
     out = {name: {} for name in names}
     for s in range(seeds):
         for n in range(learners):
@@ -176,30 +236,49 @@ def evaluate_learners(
                     other = Player(agent, learner_params(params, s, (n + 1) % learners))
                 else:
                     other = opposite[name]
-                c = curves(match(me, other, jax.random.fold_in(key, 1 + i), num_episodes, game))
+                episodes = match(me, other, jax.random.fold_in(key, 1 + i), num_episodes, game)
+                c = curves(episodes)
                 for side in SIDES:
                     out[name].setdefault(side, []).append(c[side])
                     out[name].setdefault(f"{side}_se", []).append(c[f"{side}_se"])
+                if name in refs:
+                    for field, value in _efficiency_fields(episodes, refs[name]).items():
+                        out[name].setdefault(field, []).append(value)
     return {
         name: {f: np.stack(v).reshape(seeds, learners, *np.shape(v[0])) for f, v in r.items()}
         for name, r in out.items()
     }
 
 
+def _efficiency_fields(episodes: Episodes, refs: References) -> dict[str, float]:
+    value, se = efficiency(episodes, refs)
+    return {
+        "efficiency": value,
+        "efficiency_se": se,
+        "always_defect_reward": refs.always_defect.mean(),
+        "oracle_reward": refs.oracle.mean(),
+    }
+
+
 def summarize(result: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict]]:
     """Episode-average cooperation and reward of both sides per co-player and learner from
     ``evaluate_learners``: ``mean`` and ``std`` over seeds and the largest standard error of a
-    single learner's average (``se``), as lists over learners."""
+    single learner's average (``se``), as lists over learners; against a pool also the
+    in-context ``efficiency`` (the same statistics) and the references' rewards
+    (``always_defect_reward``, ``oracle_reward``: numbers)."""
     summary = {}
     for name, r in result.items():
         summary[name] = {}
-        for side in SIDES:
-            per_seed_SxN = r[side].mean(axis=-1)
+        for side in [*SIDES, "efficiency"] if "efficiency" in r else SIDES:
+            per_seed_SxN = r[side] if r[side].ndim == 2 else r[side].mean(axis=-1)
             summary[name][side] = {
                 "mean": per_seed_SxN.mean(0).tolist(),
                 "std": per_seed_SxN.std(0).tolist(),
                 "se": r[f"{side}_se"].max(0).tolist(),
             }
+        for field in ("always_defect_reward", "oracle_reward"):
+            if field in r:
+                summary[name][field] = float(r[field].mean())
     return summary
 
 
@@ -211,15 +290,20 @@ def cross_play(
     game: Game,
 ) -> list[dict]:
     """Every player (as player 0) against every co-player: one row per pair with the average
-    cooperation and reward of both sides (``SIDES``) and their standard errors (``*_se``)."""
+    cooperation and reward of both sides (``SIDES``) and their standard errors (``*_se``), and
+    against a pool (``is_pool``) the in-context efficiency (``efficiency``, ``efficiency_se``)."""
     rows = []
     for i, (name, player) in enumerate(players.items()):
         for j, (coname, coplayer) in enumerate(coplayers.items()):
             pair_key = jax.random.fold_in(jax.random.fold_in(key, i), j)
-            c = curves(match(player, coplayer, pair_key, num_episodes, game))
+            episodes = match(player, coplayer, pair_key, num_episodes, game)
+            c = curves(episodes)
             row = {"player": name, "coplayer": coname, "episodes": num_episodes}
             for side in SIDES:
                 row[side], row[f"{side}_se"] = float(c[f"{side}_mean"]), float(c[f"{side}_se"])
+            if is_pool(coname):
+                refs = references(coplayer, pair_key, num_episodes, game)
+                row["efficiency"], row["efficiency_se"] = efficiency(episodes, refs)
             rows.append(row)
     return rows
 
@@ -227,10 +311,14 @@ def cross_play(
 def cross_play_table(rows: list[dict]) -> str:
     """``cross_play``'s rows as a text table (value ± standard error)."""
     width = max([len(r["player"]) for r in rows] + [len(r["coplayer"]) for r in rows] + [8]) + 2
+    columns = [*SIDES, "efficiency"] if any("efficiency" in r for r in rows) else SIDES
     head = f"{'player':<{width}}{'co-player':<{width}}"
-    head += "".join(f"{side.replace('_', ' '):>20}" for side in SIDES)
+    head += "".join(f"{side.replace('_', ' '):>20}" for side in columns)
     lines = [head]
     for r in rows:
-        cells = "".join(f"{r[side]:>11.3f} ± {r[f'{side}_se']:.3f}" for side in SIDES)
-        lines.append(f"{r['player']:<{width}}{r['coplayer']:<{width}}{cells}")
+        cells = "".join(
+            f"{r[side]:>11.3f} ± {r[f'{side}_se']:.3f}" if side in r else f"{'':>20}"
+            for side in columns
+        )
+        lines.append(f"{r['player']:<{width}}{r['coplayer']:<{width}}{cells}".rstrip())
     return "\n".join(lines)

@@ -176,7 +176,8 @@ def write_results(out: Path, results: dict) -> Path:
 
 
 def results_table(results: dict) -> str:
-    """Our final values beside the paper's, one line per run and measure."""
+    """Our final values beside the paper's, one line per run and measure, and each run's
+    in-context efficiency against the pool in play (``evaluation``), where it was measured."""
     lines = [f"{'run':<16}{'measure':<22}{'ours (mean ± std over seeds)':>30}{'paper':>16}"]
     for name, r in results.items():
         if not isinstance(r, dict) or "ours" not in r:
@@ -185,6 +186,10 @@ def results_table(results: dict) -> str:
             low, high = r["paper"].get(measure, (None, None))
             paper = "" if low is None else (f"≈ {low:g}" if low == high else f"≈ {low:g}–{high:g}")
             lines.append(f"{name:<16}{measure:<22}{v['mean']:>22.3f} ± {v['std']:.3f}{paper:>16}")
+        pool = (r.get("in_play") or {}).get("pool", {})
+        if "efficiency" in pool:  # in play against the U(0, 1) pool, mean over learners
+            value = float(np.mean(pool["efficiency"]))
+            lines.append(f"{name:<16}{'efficiency_vs_pool':<22}{value:>22.3f}   (in play)")
     return "\n".join(lines)
 
 

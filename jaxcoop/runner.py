@@ -107,6 +107,13 @@ def summary_table(summary: dict) -> str:
         for n in range(learners):
             cells = "".join(f"{played[name]['coop'][n]:>20.3f}" for name in played)
             lines.append(f"{n:<8}{cells}")
+        for name, r in played.items():
+            if "efficiency" in r:
+                values = ", ".join(f"{e:+.3f}" for e in r["efficiency"])
+                lines.append(
+                    f"in-context efficiency against {name} (r - r_alld) / (r_oracle - r_alld), "
+                    f"per learner: {values}"
+                )
     return "\n".join(lines)
 
 
@@ -441,7 +448,7 @@ class _Session:
             played_summary = evaluation.summarize(played)
             records.write_evaluation(run_dir, played_summary)
             summary["evaluation"] = {  # means over seeds per learner; evaluation.json has more
-                name: {field: r[field]["mean"] for field in ("coop", "reward")}
+                name: {f: r[f]["mean"] for f in ("coop", "reward", "efficiency") if f in r}
                 for name, r in played_summary.items()
             }
             records.write_summary(run_dir, summary)
