@@ -99,7 +99,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--frozen-coplayer",
         metavar="RUN_DIR[:LEARNER]",
-        help="play the learners' non-tabular episodes against this trained agent, held fixed",
+        help="play the learners' non-tabular episodes against this trained agent, held fixed "
+        "(or 'bayes': the Bayesian in-context learner of jaxcoop.reference, planning for the "
+        "run's horizon)",
     )
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")

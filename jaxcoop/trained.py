@@ -1,9 +1,11 @@
 """Trained agents out of run folders: ``load_agent`` for any code, and warm starts of new runs.
 
 A *source* is ``RUN_DIR[:LEARNER]``: a results folder with at least one checkpoint and optionally
-one learner's index in it. ``load_agent`` gives a policy that ``jaxcoop.play`` accepts and that
-answers one round at a time (``TrainedAgent.cooperate_probability``). ``resolve_warm_start``
-turns ``--init-from`` / ``--frozen-coplayer`` sources into parameters for a new run.
+one learner's index in it; as a frozen co-player, ``bayes`` is the Bayesian in-context learner of
+``reference`` instead (a run folder named so is ``./bayes``). ``load_agent`` gives a policy that
+``jaxcoop.play`` accepts and that answers one round at a time
+(``TrainedAgent.cooperate_probability``). ``resolve_warm_start`` turns ``--init-from`` /
+``--frozen-coplayer`` sources into parameters for a new run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import checkpoints, environment, ppi, strategies
+from jaxcoop import checkpoints, environment, ppi, reference, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
 from jaxcoop.networks import Agent, RoundInput
@@ -26,22 +28,31 @@ from jaxcoop.records import RunFolderError, read_config
 from jaxcoop.rollout import Policy, agent_policy
 from jaxcoop.train import AGENT_FIELDS, agent_fields, make_agent, make_trainer
 
+#: The ``--frozen-coplayer`` source of the Bayesian in-context learner (``reference``).
+BAYES = "bayes"
+
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """``RUN_DIR[:LEARNER]``: a run folder and, optionally, one learner in it."""
+    """``RUN_DIR[:LEARNER]``: a run folder and, optionally, one learner in it; or, with
+    ``builtin="bayes"`` (``Source.parse("bayes")``), the Bayesian in-context learner."""
 
     run_dir: Path
     learner: int | None = None
+    builtin: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Source:
+        if str(text) == BAYES:
+            return cls(Path(BAYES), builtin=BAYES)
         head, sep, tail = str(text).rpartition(":")
         if sep and tail.isdigit():
             return cls(Path(head), int(tail))
         return cls(Path(text))
 
     def __str__(self) -> str:
+        if self.builtin is not None:
+            return self.builtin
         return f"{self.run_dir}" + ("" if self.learner is None else f":{self.learner}")
 
 
@@ -231,9 +242,24 @@ def _agent_record(source: Source, loaded: Loaded, learner: int) -> dict:
     return record
 
 
+def _bayes_record(config: Config) -> dict:
+    game = environment.make_game(config.game, config.horizon)
+    agent = reference.make_bayesian_agent(game)
+    return {
+        "run": BAYES,
+        "algo": BAYES,
+        "agent": {"horizon": agent.horizon, "payoffs": list(agent.payoffs)},
+        "game": config.game,
+    }
+
+
 def coplayer_agent(record: dict) -> Any:
-    """The frozen co-player from its ``config.json`` record: its ``Agent``, or for a PPI
-    source its ``ppi.Planner`` (the improved policy of its model)."""
+    """The frozen co-player from its ``config.json`` record: its ``Agent``, for a PPI
+    source its ``ppi.Planner`` (the improved policy of its model), for ``bayes`` the
+    ``reference.BayesianAgent``."""
+    if record.get("algo") == BAYES:
+        agent = record["agent"]
+        return reference.BayesianAgent(horizon=agent["horizon"], payoffs=tuple(agent["payoffs"]))
     if record.get("algo") != "ppi":
         return Agent(**record["agent"])
     p = record["planner"]
@@ -289,13 +315,20 @@ def resolve_warm_start(
     ``init_from``: one source for all learners or one per learner; without ``:LEARNER`` learner
     ``n`` starts from the source's learner ``n`` (or its only one). Seeds match one to one, or a
     single-seed source is shared by all seeds. Architectures must agree (``AGENT_FIELDS``).
-    ``frozen``: one learner (default 0) held fixed as every learner's non-tabular co-player.
+    ``frozen``: one learner (default 0) held fixed as every learner's non-tabular co-player,
+    or ``bayes``: the Bayesian in-context learner planning for this run's game and horizon
+    (it has no parameters; ``WarmStart.coplayer_params`` stays ``None``).
     Raises ``RunFolderError`` / ``ValueError`` naming what does not fit, before any compilation.
     PPI learners start from their sources' newest data instead of their parameters
     (``WarmStart.data``); a PPI source must warm-start PPI learners, and a frozen PPI
     co-player (it plans) plays PPI learners only.
     """
     n, seeds = config.num_learners, config.num_seeds
+    if any(source.builtin is not None for source in init_from):
+        raise ValueError(
+            f"--init-from {BAYES}: the Bayesian learner has no parameters to start from; it can "
+            "only be the frozen co-player (--frozen-coplayer bayes)"
+        )
     if len(init_from) not in (0, 1, n):
         raise ValueError(
             f"--init-from was given {len(init_from)} times; give it once (all learners) or "
@@ -363,7 +396,10 @@ def resolve_warm_start(
     record: dict = {}
     if records_:
         record["init_from"] = records_
-    if frozen is not None:
+    if frozen is not None and frozen.builtin == BAYES:
+        record["frozen_coplayer"] = _bayes_record(config)
+        coplayer = coplayer_agent(record["frozen_coplayer"])
+    elif frozen is not None:
         loaded = get(frozen)
         learner = 0 if frozen.learner is None else frozen.learner
         _check_index("learner", learner, loaded.config.num_learners, frozen.run_dir)
