@@ -28,9 +28,22 @@ from jaxcoop.sharding import Sharder, no_sharding
 
 def sample_action(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Sample actions from logits ``[..., 2]``; returns int32 actions and their log-probs."""
-    action = jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    return sample_with_noise(jax.random.gumbel(key, logits.shape, logits.dtype), logits)
+
+
+def sample_with_noise(gumbel: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``sample_action`` with its Gumbel noise ``[..., 2]`` drawn beforehand: the same actions
+    as ``jax.random.categorical`` for ``gumbel = jax.random.gumbel(key, logits.shape)``."""
+    action = jnp.argmax(gumbel + logits, axis=-1).astype(jnp.int32)
     log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)
     return action, log_prob[..., 0]
+
+
+def gumbel_per_round(keys_T: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Gumbel noise ``[T, *shape]`` for every round's key at once: the per-round draws of
+    ``sample_action`` (bit for bit), made in one vectorized call before a rollout's scan, whose
+    body then holds no random-number loop (on CPU each draw is a loop of its own)."""
+    return jax.vmap(lambda k: jax.random.gumbel(k, shape))(keys_T)
 
 
 class Transition(NamedTuple):
@@ -148,18 +161,18 @@ def collect(
 
         return jax.vmap(one)(carry, x)[:2]
 
-    def round_(carry, key):
+    def round_(carry, noise):
         agent_carry, envs, obs, co_view, prev_action, prev_reward = carry
-        # With partitionable threefry (the default) split(key, 3)[:2] == split(key, 2).
-        key_agent, key_tab, key_frozen = jax.random.split(key, 3)
+        gumbel_agent, gumbel_tab, key_frozen = noise
         x = RoundInput(*(shard(v, 1) for v in (obs, prev_action, prev_reward)))
         agent_carry, logits, value = act(params, agent_carry, x)
-        action, log_prob = sample_action(key_agent, shard(logits, 1))
+        action, log_prob = sample_with_noise(gumbel_agent, shard(logits, 1))
         a_tab, a_frz, a_row, a_col = jnp.split(action, bounds, axis=1)
 
         # The co-players' moves: tabular strategies, the frozen agent, the partner learners.
         tab_obs, (frozen_carry, frz_obs, frz_prev_action, frz_prev_reward) = co_view
-        tab_action, _ = sample_action(key_tab, strategies.logits(coplayers_NxKx5, tab_obs))
+        tab_logits = strategies.logits(coplayers_NxKx5, tab_obs)
+        tab_action, _ = sample_with_noise(gumbel_tab, tab_logits)
         if frozen is not None:
             frozen_carry, frz_logits = frozen_act(
                 frozen_carry, RoundInput(frz_obs, frz_prev_action, frz_prev_reward)
@@ -227,7 +240,16 @@ def collect(
         jnp.full((num_learners, seats), -1, jnp.int32),
         jnp.zeros((num_learners, seats), jnp.float32),
     )
-    _, transitions_TxNxB = jax.lax.scan(round_, init, jax.random.split(key, game.horizon))
+    # Every round's random numbers, drawn before the scan (the same numbers as drawing them in
+    # the round from its key; with partitionable threefry, the default, split(k, 3)[:2] ==
+    # split(k, 2)): the learners' and the tabular co-players' Gumbel noise, the frozen's key.
+    keys_Tx3 = jax.vmap(lambda k: jax.random.split(k, 3))(jax.random.split(key, game.horizon))
+    noise = (
+        shard(gumbel_per_round(keys_Tx3[:, 0], (num_learners, seats, 2)), 2),
+        shard(gumbel_per_round(keys_Tx3[:, 1], (num_learners, num_tabular, 2)), 2),
+        keys_Tx3[:, 2],
+    )
+    _, transitions_TxNxB = jax.lax.scan(round_, init, noise)
     transitions = jax.tree.map(lambda x: shard(jnp.moveaxis(x, 0, 1), 2), transitions_TxNxB)
     kind_NxB = jnp.broadcast_to(coplayer_kind, (num_learners, seats))
     return Batch(transitions, z_NxBxZ, kind_NxB)

@@ -333,3 +333,45 @@ def test_frozen_and_tabular_coplayers_draw_their_moves_independently(tiny_rollou
     moves = batch.transition.coplayer_action  # [N, T, K + F]
     agree = float(jnp.mean(moves[..., :k] == moves[..., k:]))
     assert 0.4 < agree < 0.6, agree
+
+
+def test_sampling_with_noise_drawn_beforehand_is_categorical_sampling():
+    """``sample_with_noise`` with ``gumbel(key)`` draws what ``jax.random.categorical(key)``
+    draws, and ``gumbel_per_round`` gives each round's key the noise it would draw alone."""
+    logits = jax.random.normal(jax.random.key(0), (3, 50, 2)) * 2.0
+    key = jax.random.key(1)
+    action, log_prob = rollout.sample_with_noise(jax.random.gumbel(key, logits.shape), logits)
+    np.testing.assert_array_equal(action, jax.random.categorical(key, logits, axis=-1))
+    expected = jax.nn.log_softmax(logits)[jnp.arange(3)[:, None], jnp.arange(50), action]
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-6)
+    keys = jax.random.split(key, 4)
+    noise = rollout.gumbel_per_round(keys, (3, 50, 2))
+    for t in range(4):
+        np.testing.assert_array_equal(noise[t], jax.random.gumbel(keys[t], (3, 50, 2)))
+
+
+def _primitives(jaxpr) -> set[str]:
+    """Names of every primitive in ``jaxpr`` and the jaxprs nested in it."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                if hasattr(sub, "eqns"):
+                    names |= _primitives(sub)
+    return names
+
+
+def test_the_rollouts_round_draws_no_random_numbers(tiny_rollout):
+    """Speed structure: every round's noise is drawn before the rollout's scan (on a CPU each
+    draw inside the round would be a random-bits loop of its own, 100 rounds over)."""
+    t = tiny_rollout
+    jaxpr = jax.make_jaxpr(
+        lambda p, key: rollout.collect(t.agent, p, key, t.game, t.coplayers, t.succ, t.pred)
+    )(t.params, jax.random.key(0)).jaxpr
+    scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(scans) == 1 and scans[0].params["length"] == t.game.horizon
+    inside = _primitives(scans[0].params["jaxpr"].jaxpr)
+    assert "random_bits" not in inside and "threefry2x32" not in inside, inside
+    assert "random_bits" in _primitives(jaxpr)  # drawn outside the scan instead
