@@ -199,3 +199,40 @@ def snapshots(
         _finish(row[1], "reward per round", "round", title=f"learner vs {name}")
     fig.suptitle(f"{title}: within an episode over training (mean ± std over seeds)")
     return _save(fig, path)
+
+
+def ladder(path: Path, rows: list[dict], histories: dict[int, dict], panel) -> Path:
+    """A compute ladder (``experiments.ladder``): each seed's training reward against the pool
+    over agent-steps, the in-context efficiency per rung (± standard error), and the top rung's
+    cooperation within an episode against each co-player of ``panel`` (``curves`` per seed)."""
+    fig, axes = pyplot().subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    for seed, (steps, reward) in sorted(histories.items()):
+        axes[0].plot(steps, reward, label=f"seed {seed}", lw=1)
+    rungs = sorted({r["rung"] for r in rows})
+    for seed in sorted({r["seed"] for r in rows}):
+        mine = [r for r in rows if r["seed"] == seed and r["efficiency"] is not None]
+        axes[1].errorbar(
+            [r["agent_steps"] for r in mine],
+            [r["efficiency"] for r in mine],
+            [r["efficiency_se"] for r in mine],
+            marker="o",
+            capsize=3,
+            label=f"seed {seed}",
+        )
+    axes[0].set_xscale("log")
+    axes[1].set_xscale("log")
+    axes[1].axhline(0, color="gray", lw=0.8, ls="--")
+    axes[1].axhline(1, color="gray", lw=0.8, ls=":")
+    top = [r for r in rows if r["rung"] == rungs[-1]]
+    for name in panel:
+        per_seed = np.array([r["curves"][name]["coop"] for r in top])
+        (line,) = axes[2].plot(np.arange(1, per_seed.shape[1] + 1), per_seed.mean(0), label=name)
+        if len(per_seed) > 1:
+            lo, hi = per_seed.min(0), per_seed.max(0)
+            axes[2].fill_between(
+                np.arange(1, len(lo) + 1), lo, hi, color=line.get_color(), alpha=0.15
+            )
+    _finish(axes[0], "reward per round vs the pool", "agent-steps (training)", "training")
+    _finish(axes[1], "in-context efficiency", "agent-steps", "(r - r_AllD) / (r_oracle - r_AllD)")
+    _finish(axes[2], "cooperation rate", "round", f"within an episode at {rungs[-1]:,} updates")
+    return _save(fig, path)

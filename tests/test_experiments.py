@@ -174,3 +174,38 @@ def test_ppi_runs_are_compared_with_the_papers_ppi_values_where_it_gives_them():
     }
     assert experiment.paper_ranges("step2-extort", "a2c")["reward_vs_frozen"] == (1.25, 1.32)
     assert experiment.paper_ranges("mixed-pool", "ppi") == experiment.PAPER["mixed-pool"]
+
+
+def test_ladder_continues_one_run_per_seed_and_keeps_every_rung(tmp_path):
+    from experiments import ladder
+
+    out = tmp_path / "ladder"
+    argv = ["--rungs", "2", "4", "--seeds", "3", "--out", str(out), "--preset", "tiny"]
+    argv += ["--chunk-iterations", "2"]
+    ladder.main(argv)
+    rows = json.loads((out / "ladder.json").read_text())["rows"]
+    assert [(r["rung"], r["seed"]) for r in rows] == [(2, 3), (4, 3)]
+    assert rows[1]["agent_steps"] == 2 * rows[0]["agent_steps"] == 2 * 2 * 2 * 16 * 8
+    assert rows[0]["tft_coop_at_round_40"] is None  # 8-round episodes
+    assert all(np.isfinite(r["efficiency"]) and 0 <= r["allc_defect"] <= 1 for r in rows)
+    # One run: rung 4 resumed the rung-2 run, so metrics.csv holds iterations 0..3 once each.
+    metrics = records.read_metrics(out / "seed3")
+    assert metrics["iteration"].tolist() == [0, 1, 2, 3]
+    assert "--resume" in (out / "seed3.log").read_text()
+    curves = json.loads((out / "seed3" / "rung-2" / "curves.json").read_text())
+    assert len(curves["always_defect"]["coop"]) == 8 and "efficiency" in curves["pool"]
+    assert (out / "ladder.png").stat().st_size > 0
+    # The same command again finds every rung done and trains nothing.
+    before = (out / "seed3" / records.METRICS_FILE).stat().st_mtime_ns
+    ladder.main(argv)
+    assert (out / "seed3" / records.METRICS_FILE).stat().st_mtime_ns == before
+
+
+def test_ladder_refuses_bad_rungs_before_running(tmp_path):
+    from experiments import ladder
+
+    with pytest.raises(cli.UsageError, match="increasing"):
+        ladder.main(["--rungs", "4", "2", "--out", str(tmp_path / "x"), "--preset", "tiny"])
+    with pytest.raises(cli.UsageError, match="chunk_iterations"):
+        ladder.main(["--rungs", "5", "--out", str(tmp_path / "y"), "--preset", "tiny"])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
