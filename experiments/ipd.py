@@ -6,7 +6,7 @@ python -m experiments.ipd --preset cpu --lr 1e-3 --num-seeds 4 --out runs/mine
 python -m experiments.ipd --resume runs/mine   # continue a stopped run from its newest checkpoint
 python -m experiments.ipd --preset step1-tabular --out runs/step1
 python -m experiments.ipd --preset no-tabular --num-learners 1 --frozen-coplayer runs/step1
-python -m experiments.ipd --distributed        # on every host of a TPU slice (README)
+python -m experiments.ipd --distributed        # on every host of a TPU slice (docs/usage.md)
 """
 
 from __future__ import annotations
