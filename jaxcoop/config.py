@@ -68,7 +68,8 @@ class Config:
     ppi_prior_window: int = 0
     # Each phase's episodes are played in this many sequential pieces per co-player kind (one
     # lax.map), so the planner's per-rollout state is held for one piece at a time: the memory
-    # knob for paper-scale transformer PPI (docs/usage.md). 1: all at once. Changes the random numbers.
+    # knob for paper-scale transformer PPI (docs/usage.md). 1: all at once. Changes the random
+    # numbers.
     ppi_collect_chunks: int = 1
     # Schedule.
     num_iterations: int = 200_000
@@ -320,11 +321,12 @@ SCALES = ("paper", "cpu", "tiny")
 
 #: What a scale changes in a paper preset (``scaled``): ``"*"`` for every preset, then per
 #: preset. The cpu scale is the ``cpu`` preset found by ``python -m experiments.cpu_search``
-#: (docs/cpu-preset.md, "The cpu preset"): 20-round episodes, a 32-unit GRU, 128 episodes per update, 3
-#: seeds, tabular co-players drawn from the named strategies (``pool="named"``: with the paper's
-#: U(0, 1) pool no searched setting left mutual defection within a CPU budget); its mixed pool
-#: (and the ablations, which change one thing each) also take 3/4 tabular episodes, entropy
-#: 0.03 and reward rescaling 0.1. The other presets keep their Table 2 hyperparameters.
+#: (docs/cpu-preset.md, "The cpu preset"): 20-round episodes, a 32-unit GRU, 128 episodes per
+#: update, 3 seeds, tabular co-players drawn from the named strategies (``pool="named"``: with
+#: the paper's U(0, 1) pool no searched setting left mutual defection within a CPU budget);
+#: its mixed pool (and the ablations, which change one thing each) also take 3/4 tabular
+#: episodes, entropy 0.03 and reward rescaling 0.1. The other presets keep their Table 2
+#: hyperparameters.
 _CPU_MIXED = dict(p_tabular=0.75, ent_coef=0.03, reward_scale=0.1)
 SCALE_CHANGES: dict[str, dict[str, dict]] = {
     "paper": {"*": dict(num_seeds=10)},
