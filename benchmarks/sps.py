@@ -16,6 +16,7 @@ columns and how FLOPs, the matmul peak and memory are measured: benchmarks/READM
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -151,12 +152,12 @@ def iteration_flops(config: Config) -> Flops:
     return jaxpr_flops(jax.make_jaxpr(jax.vmap(trainer.iteration))(state).jaxpr)
 
 
-def matmul_peak(n: int, repeats: int = 5) -> float:
-    """FLOP/s of a jitted float32 ``[n, n] x [n, n]`` matmul (``2 n^3`` FLOPs), best of
+def matmul_peak(n: int, repeats: int = 5, dtype=jnp.float32) -> float:
+    """FLOP/s of a jitted ``[n, n] x [n, n]`` matmul of ``dtype`` (``2 n^3`` FLOPs), best of
     ``repeats`` after a warm-up, at the default precision (the one training uses)."""
     a_key, b_key = jax.random.split(jax.random.key(0))
-    a_NxN = jax.random.normal(a_key, (n, n), jnp.float32)
-    b_NxN = jax.random.normal(b_key, (n, n), jnp.float32)
+    a_NxN = jax.random.normal(a_key, (n, n), dtype)
+    b_NxN = jax.random.normal(b_key, (n, n), dtype)
     matmul = jax.jit(jnp.matmul)
     jax.block_until_ready(matmul(a_NxN, b_NxN))
     best = math.inf
@@ -181,7 +182,7 @@ def compiled_bytes(compiled) -> int:
     )
 
 
-def _device_stat(name: str) -> int | None:
+def device_stat(name: str) -> int | None:
     """A ``memory_stats()`` entry of the first device; ``None`` where there are none (CPU)."""
     stats = jax.devices()[0].memory_stats()
     return None if not stats else stats.get(name)
@@ -189,7 +190,7 @@ def _device_stat(name: str) -> int | None:
 
 def _memory_limit() -> int:
     """Bytes the device can hold: its ``bytes_limit``, or the host's physical memory (CPU)."""
-    limit = _device_stat("bytes_limit")
+    limit = device_stat("bytes_limit")
     return limit or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
@@ -209,8 +210,9 @@ def rates(config: Config, seconds_per_iteration: float) -> dict:
     }
 
 
-def _record(config: Config, **values) -> dict:
-    fields = dict.fromkeys(RECORD_FIELDS)
+def config_record(config: Config, keys: Sequence[str] = RECORD_FIELDS, **values) -> dict:
+    """A record with ``keys`` (``None`` unless set): ``config``'s sizes, then ``values``."""
+    fields = dict.fromkeys(keys)
     fields.update(
         backbone=config.backbone,
         algo=config.algo,
@@ -224,18 +226,34 @@ def _record(config: Config, **values) -> dict:
     return fields
 
 
+def memory_fields(planned: int, peak_before: int | None) -> dict:
+    """The memory of a measured program (``planned``: its ``compiled_bytes``): the device's peak
+    where this program raised it (``peak_before``: the peak before it was compiled), else the
+    planned bytes."""
+    # The device's peak is the process's high-water mark: it belongs to this program only when
+    # this program raised it.
+    peak_after = device_stat("peak_bytes_in_use")
+    raised = peak_after is not None and (peak_before is None or peak_after > peak_before)
+    return dict(
+        memory_bytes=peak_after if raised else planned,
+        memory_source="device peak_bytes_in_use" if raised else "compiled memory_analysis",
+        compiled_memory_bytes=planned,
+        device_peak_bytes=peak_after,
+    )
+
+
 def measure(config: Config, repeats: int, peak_flops: float, num_devices: int = 1) -> dict:
     """Compile ``config`` for the first ``num_devices`` devices, run one warm-up chunk and
     ``repeats`` timed chunks: its record (``RECORD_FIELDS``; rates from the median chunk)."""
-    peak_before = _device_stat("peak_bytes_in_use")
+    peak_before = device_stat("peak_bytes_in_use")
     devices = jax.devices()[:num_devices]
     state, chunk, compile_seconds = runner.compile_seeds(config, devices)
     planned = compiled_bytes(chunk)
     if planned > _memory_limit():
-        return _record(
+        return config_record(
             config,
             num_devices=num_devices,
-            skipped=f"needs {_size(planned)}, more than the device's {_size(_memory_limit())}",
+            skipped=f"needs {size(planned)}, more than the device's {size(_memory_limit())}",
             compile_seconds=compile_seconds,
             compiled_memory_bytes=planned,
         )
@@ -249,11 +267,7 @@ def measure(config: Config, repeats: int, peak_flops: float, num_devices: int = 
         seconds.append((time.perf_counter() - start) / config.chunk_iterations)
     per_iteration = statistics.median(seconds)
     flops = iteration_flops(config)
-    # The device's peak is the process's high-water mark: it belongs to this configuration only
-    # when this configuration raised it.
-    peak_after = _device_stat("peak_bytes_in_use")
-    raised = peak_after is not None and (peak_before is None or peak_after > peak_before)
-    return _record(
+    return config_record(
         config,
         num_devices=num_devices,
         compile_seconds=compile_seconds,
@@ -264,11 +278,15 @@ def measure(config: Config, repeats: int, peak_flops: float, num_devices: int = 
         matmul_flops_per_iteration=flops.matmul,
         flops_per_second=flops.total / per_iteration,
         fraction_of_peak=flops.total / per_iteration / peak_flops,
-        memory_bytes=peak_after if raised else planned,
-        memory_source="device peak_bytes_in_use" if raised else "compiled memory_analysis",
-        compiled_memory_bytes=planned,
-        device_peak_bytes=peak_after,
+        **memory_fields(planned, peak_before),
     )
+
+
+def out_of_memory(error: jax.errors.JaxRuntimeError) -> str:
+    """The reason to record for ``error`` if the device ran out of memory; re-raises any other."""
+    if "RESOURCE_EXHAUSTED" not in str(error):
+        raise error
+    return f"out of memory: {str(error).splitlines()[0][:200]}"
 
 
 def measure_or_skip(config: Config, repeats: int, peak_flops: float, num_devices: int = 1) -> dict:
@@ -276,19 +294,14 @@ def measure_or_skip(config: Config, repeats: int, peak_flops: float, num_devices
     try:
         return measure(config, repeats, peak_flops, num_devices)
     except jax.errors.JaxRuntimeError as e:
-        if "RESOURCE_EXHAUSTED" not in str(e):
-            raise
-        return _record(
-            config,
-            num_devices=num_devices,
-            skipped=f"out of memory: {str(e).splitlines()[0][:200]}",
-        )
+        return config_record(config, num_devices=num_devices, skipped=out_of_memory(e))
 
 
 # --- Output -------------------------------------------------------------------------------------
 
 
-def _si(x: float | None, unit: str = "") -> str:
+def si(x: float | None, unit: str = "") -> str:
+    """``x`` to 3 significant digits with an SI prefix (``"1.23GFLOP/s"``); ``"-"`` for None."""
     if x is None:
         return "-"
     for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -297,7 +310,8 @@ def _si(x: float | None, unit: str = "") -> str:
     return f"{x:.3g}{unit}"
 
 
-def _size(n: int | None) -> str:
+def size(n: int | None) -> str:
+    """Bytes in MiB or GiB; ``"-"`` for None."""
     if n is None:
         return "-"
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
@@ -313,8 +327,8 @@ def progress_line(index: int, count: int, r: dict) -> str:
         return f"{head} skipped ({r['skipped']})"
     return (
         f"{head} compile {r['compile_seconds']:.1f}s, {r['iterations_per_second']:.3g} it/s, "
-        f"{_si(r['agent_steps_per_second'])} agent-steps/s, {_si(r['flops_per_second'], 'FLOP/s')} "
-        f"({100 * r['fraction_of_peak']:.2f}% of peak), {_size(r['memory_bytes'])} "
+        f"{si(r['agent_steps_per_second'])} agent-steps/s, {si(r['flops_per_second'], 'FLOP/s')} "
+        f"({100 * r['fraction_of_peak']:.2f}% of peak), {size(r['memory_bytes'])} "
         f"({r['memory_source'].split()[0]})"
     )
 
@@ -327,12 +341,12 @@ _COLUMNS = (
     ("dev", 4, lambda r: str(r["num_devices"])),
     ("compile s", 10, lambda r: f"{r['compile_seconds']:.1f}"),
     ("it/s", 8, lambda r: f"{r['iterations_per_second']:.3g}"),
-    ("agent-steps/s", 14, lambda r: _si(r["agent_steps_per_second"])),
-    ("env-rounds/s", 13, lambda r: _si(r["env_rounds_per_second"])),
+    ("agent-steps/s", 14, lambda r: si(r["agent_steps_per_second"])),
+    ("env-rounds/s", 13, lambda r: si(r["env_rounds_per_second"])),
     ("GFLOP/iter", 11, lambda r: f"{r['flops_per_iteration'] / 1e9:.3g}"),
     ("GFLOP/s", 9, lambda r: f"{r['flops_per_second'] / 1e9:.3g}"),
     ("% peak", 8, lambda r: f"{100 * r['fraction_of_peak']:.2f}"),
-    ("memory", 16, lambda r: f"{_size(r['memory_bytes'])} {r['memory_source'][0]}"),
+    ("memory", 16, lambda r: f"{size(r['memory_bytes'])} {r['memory_source'][0]}"),
 )
 
 
@@ -349,7 +363,7 @@ def table(result: dict) -> str:
     """The records of ``result`` as a text table, under a line naming the device and peak."""
     lines = [
         f"{result['device']}, preset {result['preset']}: float32 matmul peak "
-        f"{_si(result['matmul_peak_flops'], 'FLOP/s')} (n={result['matmul_size']}); "
+        f"{si(result['matmul_peak_flops'], 'FLOP/s')} (n={result['matmul_size']}); "
         "memory d = device peak_bytes_in_use, c = compiled memory_analysis"
         + (f"; XLA_FLAGS={result['xla_flags']}" if result["xla_flags"] else ""),
         _row([name for name, _, _ in _COLUMNS]),
@@ -474,20 +488,34 @@ def print_now(line: str) -> None:
     print(line, flush=True)
 
 
+def write_json(path: Path, result: dict) -> None:
+    """Write ``result`` to ``path`` as indented JSON (its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+#: ``skipped`` of a configuration not started because the sweep's time budget was spent.
+OVER_BUDGET = "time budget spent"
+
+
 def run(
     configs: Sequence[Config],
     repeats: int,
     matmul_size: int,
-    out: Path,
+    out: Path | None,
     preset_name: str,
     log: Callable[[str], None] = print_now,
     device_counts: Sequence[int] = (1,),
+    deadline: float | None = None,
+    save: Callable[[dict], None] | None = None,
 ) -> dict:
     """Measure the matmul peak, then every configuration, the peak again after each one (every
-    fraction of peak is against the best peak measured); the result is rewritten to ``out`` after
-    each configuration (a sweep cut short keeps what it measured)."""
+    fraction of peak is against the best peak measured); the result is rewritten to ``out`` (or
+    handed to ``save``) after each configuration (a sweep cut short keeps what it measured). A
+    configuration not started by ``deadline`` (``time.perf_counter()`` seconds) is skipped."""
+    save = save or functools.partial(write_json, out)
     peak = matmul_peak(matmul_size)
-    log(f"float32 matmul peak on {runner.device_name()}: {_si(peak, 'FLOP/s')} (n={matmul_size})")
+    log(f"float32 matmul peak on {runner.device_name()}: {si(peak, 'FLOP/s')} (n={matmul_size})")
     result = {
         "device": runner.device_name(),
         "jax_version": jax.__version__,
@@ -503,18 +531,20 @@ def run(
         "records": [],
         **records.provenance(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
     runs = [(config, n) for config in configs for n in device_counts]
     for i, (config, n) in enumerate(runs, 1):
-        result["records"].append(measure_or_skip(config, repeats, peak, n))
-        # The peak is measured again after each configuration and the best one is the peak: on a
-        # shared or frequency-scaling host one measurement can be low by 10-20 %.
-        result["matmul_peak_measurements"].append(matmul_peak(matmul_size))
-        peak = result["matmul_peak_flops"] = max(result["matmul_peak_measurements"])
-        for record in result["records"]:
-            if record["flops_per_second"] is not None:
-                record["fraction_of_peak"] = record["flops_per_second"] / peak
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        if deadline is not None and time.perf_counter() > deadline:
+            result["records"].append(config_record(config, num_devices=n, skipped=OVER_BUDGET))
+        else:
+            result["records"].append(measure_or_skip(config, repeats, peak, n))
+            # The peak is measured again after each configuration and the best one is the peak:
+            # on a shared or frequency-scaling host one measurement can be low by 10-20 %.
+            result["matmul_peak_measurements"].append(matmul_peak(matmul_size))
+            peak = result["matmul_peak_flops"] = max(result["matmul_peak_measurements"])
+            for record in result["records"]:
+                if record["flops_per_second"] is not None:
+                    record["fraction_of_peak"] = record["flops_per_second"] / peak
+        save(result)
         log(progress_line(i, len(runs), result["records"][-1]))
     return result
 
@@ -534,8 +564,23 @@ def force_host_devices(count: int) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """``text`` for a file name: lower case, runs of other characters as one ``-``."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def out_path(out: Path | None, prefix: str) -> Path:
+    """``--out``, default ``RESULTS_DIR/PREFIX-DEVICE-DATE.json``; a folder is refused."""
+    if out is not None and out.is_dir():
+        raise cli.UsageError(f"--out {out} is a folder; give the JSON file's name")
+    kind = slug(jax.devices()[0].device_kind)
+    return out or RESULTS_DIR / f"{prefix}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def matmul_size(quick: bool) -> int:
+    """``n`` of the peak's ``[n, n]`` matmul: 8192 on an accelerator, 2048 on a CPU, 1024 in a
+    smoke run."""
+    return 1024 if quick else 2048 if jax.default_backend() == "cpu" else 8192
 
 
 def main(argv=None) -> None:
@@ -555,21 +600,17 @@ def main(argv=None) -> None:
         chunk,
         args.horizon,
     )
-    if args.out is not None and args.out.is_dir():
-        raise cli.UsageError(f"--out {args.out} is a folder; give the JSON file's name")
+    out = out_path(args.out, "sps")
     device_counts = args.devices or [jax.device_count()]
     if max(device_counts) > jax.device_count():
         raise cli.UsageError(
             f"--devices {max(device_counts)}: JAX sees {jax.device_count()} device(s) "
             "(--host-devices N splits a CPU into N)"
         )
-    cpu = jax.default_backend() == "cpu"
-    matmul_size = 1024 if args.quick else 2048 if cpu else 8192
-    out = args.out or RESULTS_DIR / (
-        f"sps-{_slug(jax.devices()[0].device_kind)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    )
     repeats = args.repeats or settings["repeats"]
-    result = run(configs, repeats, matmul_size, out, preset_name, device_counts=device_counts)
+    result = run(
+        configs, repeats, matmul_size(args.quick), out, preset_name, device_counts=device_counts
+    )
     print(table(result))
     print(f"wrote {out}")
 
