@@ -185,3 +185,108 @@ def test_gru_backward_split_times_every_variant_and_counts_its_matmuls(capsys):
     assert result["gflop"]["forward"] == pytest.approx(one_pass)
     assert result["gflop"]["custom"] == pytest.approx(3 * one_pass)
     assert cli.main_guard(gru_backward.main, ["--episodes", "0"]) == 2
+
+
+#: The top-level keys of ``benchmarks.device``'s JSON (benchmarks/DEVICE.md, "The JSON").
+DEVICE_KEYS = {
+    "device",
+    "jax_version",
+    "jaxlib_version",
+    "date",
+    "quick",
+    "xla_flags",
+    "budget_seconds",
+    "elapsed_seconds",
+    "complete",
+    "matmul_size",
+    "matmul_peak_flops",
+    "matmul_peak_bf16_flops",
+    "sweep",
+    "slices",
+    "projections",
+    "skipped",
+    "goal_seconds",
+    "versions",
+    "git_commit",
+    "host",
+    "command",
+}
+
+
+@pytest.fixture
+def device_gru_a2c(monkeypatch):
+    """``benchmarks.device`` whose ``--quick`` sweep is GRU A2C alone (one compilation)."""
+    from benchmarks import device
+
+    monkeypatch.setitem(device.QUICK, "backbones", ("gru",))
+    monkeypatch.setitem(device.QUICK, "algos", ("a2c",))
+    return device
+
+
+def test_device_quick_runs_end_to_end_and_projects_from_the_measured_rates(
+    device_gru_a2c, tmp_path, capsys
+):
+    device = device_gru_a2c
+    out = tmp_path / "results" / "device.json"
+    assert cli.main_guard(device.main, ["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result) == DEVICE_KEYS
+    assert result["complete"] and result["quick"] and result["skipped"] == []
+    assert "--xla_backend_optimization_level=0" in result["xla_flags"]
+    assert result["matmul_peak_flops"] > 0 and result["matmul_peak_bf16_flops"] > 0
+    (record,) = result["sweep"]["records"]
+    assert set(record) == set(sps.RECORD_FIELDS) and record["agent_steps_per_second"] > 0
+    slices = result["slices"]
+    assert list(slices) == list(device.SLICES)
+    for r in slices.values():
+        assert set(r) == set(device.SLICE_FIELDS) and r["skipped"] is None
+        assert r["timed_updates"] == 6 == 2 * len(r["chunk_seconds"])  # 3 chunks of 2 updates
+        assert r["seconds_per_update"] == pytest.approx(sum(r["chunk_seconds"]) / 6)
+        assert r["agent_steps_per_second"] > 0 and r["memory_bytes"] > 0
+    runs = {p["run"]: p for p in result["projections"]}
+    assert list(runs) == list(device.PAPER_RUNS)
+    assert [p["updates"] for p in runs.values()] == [200_000, 50_000, 100_000, 10_000]
+    # By hand: projected seconds = updates x seconds per update of the run's own slice ...
+    mixed, step1 = slices["mixed-pool"], slices["step1-tabular"]
+    assert runs["mixed-pool"]["projected_seconds"] == pytest.approx(
+        200_000 * sum(mixed["chunk_seconds"]) / 6
+    )
+    assert runs["step1-tabular"]["projected_seconds"] == pytest.approx(
+        50_000 / step1["iterations_per_second"]
+    )
+    # ... or, for steps 2 and 3, its agent-steps at the mixed pool's agent-steps per second.
+    step3 = runs["step3-mutual"]
+    assert step3["agent_steps_per_update"] == 2 * 16 * 8  # learners x episodes x rounds (tiny)
+    assert step3["projected_seconds"] == pytest.approx(
+        10_000 * 2 * 16 * 8 / mixed["agent_steps_per_second"]
+    )
+    for p in runs.values():
+        assert p["projected_seconds"] > 0 and p["within_goal"] == (p["projected_seconds"] <= 3600)
+    printed = capsys.readouterr().out
+    assert "paper run (1 seed)" in printed and f"wrote {out}" in printed
+
+
+def test_device_check_out_of_time_or_cut_short_leaves_valid_json(device_gru_a2c, tmp_path):
+    device = device_gru_a2c
+    out = tmp_path / "device.json"
+    device.run(device.QUICK, 0.0, out, 64, log=lambda line: None)  # no time: only the peaks
+    result = json.loads(out.read_text())
+    assert result["complete"] and result["matmul_peak_flops"] > 0
+    assert result["skipped"] == [
+        "sweep gru a2c 64 episodes: time budget spent",
+        "slice mixed-pool: time budget spent",
+        "slice step1-tabular: time budget spent",
+    ]
+    assert all(p["projected_seconds"] is None for p in result["projections"])
+
+    def interrupt(line):
+        if line.startswith("[1/"):
+            raise KeyboardInterrupt  # cut after the first configuration of the sweep
+
+    with pytest.raises(KeyboardInterrupt):
+        device.run({**device.QUICK, "algos": ("a2c", "ppo")}, 60.0, out, 64, log=interrupt)
+    result = json.loads(out.read_text())
+    assert not result["complete"] and result["slices"] == {}
+    (record,) = result["sweep"]["records"]
+    assert record["algo"] == "a2c" and record["iterations_per_second"] > 0
+    assert cli.main_guard(device.main, ["--budget-seconds", "soon"]) == 2
