@@ -45,16 +45,20 @@ def _as_payoffs(payoffs) -> jax.Array:
 
 
 def _bellman(coop_5: jax.Array, payoffs: jax.Array):
-    """One backup ``V_{k-1} [..., 5] -> Q_k [..., 5, 2]`` against a co-player cooperating with
-    probability ``coop_5 [..., 5]`` in each of the focal player's states."""
-    reward_2x2 = _as_payoffs(payoffs)[..., 0]
-    p_c = coop_5[..., :, None]
+    """One backup ``V_{k-1} [..., 5] -> (Q_k(., C), Q_k(., D))``, each ``[..., 5]``, against a
+    co-player cooperating with probability ``coop_5 [..., 5]`` in each of the focal player's
+    states. Elementwise only (no reductions, no reshapes), so that XLA makes one fused loop of
+    it: the Bayesian learner runs it up to ``horizon`` times in every round."""
+    r = _as_payoffs(payoffs)[..., 0]  # [a, b]: the focal player's reward
+    p = coop_5
 
     def backup(value_5):
-        # W[a, b]: this round's reward plus the value of the next state 1 + 2a + b.
-        next_2x2 = value_5[..., 1:].reshape(*value_5.shape[:-1], 2, 2)
-        w_2x2 = jnp.broadcast_to(reward_2x2, next_2x2.shape) + next_2x2
-        return p_c * w_2x2[..., None, :, C] + (1.0 - p_c) * w_2x2[..., None, :, D]
+        def q(a):  # this round's reward plus the value of the next state 1 + 2a + b
+            return p * (r[a, C] + value_5[..., 1 + 2 * a + C, None]) + (1.0 - p) * (
+                r[a, D] + value_5[..., 1 + 2 * a + D, None]
+            )
+
+        return q(C), q(D)
 
     return backup
 
@@ -67,8 +71,8 @@ def all_q_values(coop_5: jax.Array, payoffs: jax.Array, horizon: int) -> jax.Arr
     backup = _bellman(coop_5, payoffs)
 
     def level(value_5, _):
-        q_5x2 = backup(value_5)
-        return q_5x2.max(axis=-1), q_5x2
+        q_c, q_d = backup(value_5)
+        return jnp.maximum(q_c, q_d), jnp.stack([q_c, q_d], axis=-1)
 
     _, q_Kx5x2 = jax.lax.scan(level, jnp.zeros(coop_5.shape, jnp.float32), None, length=horizon)
     return q_Kx5x2
@@ -79,18 +83,18 @@ def q_values(
 ) -> jax.Array:
     """``all_q_values`` at ``rounds_left`` (int ``[...]``, 1..horizon) rounds left only,
     ``[..., 5, 2]``, without keeping the other levels; zero where ``rounds_left`` is outside
-    1..horizon."""
+    1..horizon. Runs as many backups as the most rounds left (in a rollout every episode is at
+    the same round), not ``horizon``."""
     backup = _bellman(coop_5, payoffs)
+    rounds_left = jnp.asarray(rounds_left)
+    valid = (rounds_left >= 1) & (rounds_left <= horizon)
+    levels = jnp.clip(jnp.max(rounds_left), 1, horizon)
 
-    def level(carry, k):
-        value_5, chosen = carry
-        q_5x2 = backup(value_5)
-        chosen = jnp.where((k == rounds_left)[..., None, None], q_5x2, chosen)
-        return (q_5x2.max(axis=-1), chosen), None
+    def level(k, value_5):  # V_k where k < rounds_left, else V_{rounds_left - 1} kept
+        return jnp.where((k < rounds_left)[..., None], jnp.maximum(*backup(value_5)), value_5)
 
-    init = (jnp.zeros(coop_5.shape, jnp.float32), jnp.zeros((*coop_5.shape, 2), jnp.float32))
-    (_, chosen), _ = jax.lax.scan(level, init, jnp.arange(1, horizon + 1))
-    return chosen
+    value_5 = jax.lax.fori_loop(1, levels, level, jnp.zeros(coop_5.shape, jnp.float32))
+    return jnp.where(valid[..., None, None], jnp.stack(backup(value_5), axis=-1), 0.0)
 
 
 def best_action(q_x2: jax.Array) -> jax.Array:
@@ -195,7 +199,9 @@ def bayesian_step(
     q_Ex5x2 = q_values(
         _own_view(posterior_mean(beliefs)), payoffs, horizon, horizon - beliefs.round
     )
-    q_Ex2 = jnp.take_along_axis(q_Ex5x2, state[:, None, None], axis=1)[:, 0]
+    # The current state's values by a one-hot sum, not a gather: XLA would fuse the whole value
+    # iteration into a gather and recompute it for every element read (measured 6 ms a round).
+    q_Ex2 = jnp.sum(q_Ex5x2 * jax.nn.one_hot(state, NUM_STATES)[:, :, None], axis=1)
     beliefs = beliefs._replace(prev_state=state, round=beliefs.round + 1)
     return beliefs, deterministic_logits(best_action(q_Ex2)), q_Ex2.max(axis=-1)
 

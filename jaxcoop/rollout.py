@@ -155,11 +155,12 @@ def collect(
     def partner(x_NxS, idx_NxS):  # x[idx[i, s], s, ...]
         return x_NxS[idx_NxS, slot]
 
-    def frozen_act(carry, x):  # the frozen co-player in every learner's frozen seats [N, F]
-        def one(c, x):
-            return frozen.agent.apply(frozen.params, c, x, method=Agent.step)
-
-        return jax.vmap(one)(carry, x)[:2]
+    def frozen_act(carry, x):
+        """The frozen co-player in every learner's frozen seats ``[N, F]`` as one batch of
+        ``N * F`` episodes (its parameters are shared; its carry is kept flat)."""
+        x = jax.tree.map(lambda v: v.reshape(num_learners * num_frozen, *v.shape[2:]), x)
+        carry, logits, _ = frozen.agent.apply(frozen.params, carry, x, method=Agent.step)
+        return carry, logits.reshape(num_learners, num_frozen, -1)
 
     def round_(carry, noise):
         agent_carry, envs, obs, co_view, prev_action, prev_reward = carry
@@ -219,10 +220,8 @@ def collect(
     start_obs = environment.one_hot_states(jnp.zeros((num_learners, seats), jnp.int32))
     frozen_carry = None
     if frozen is not None:
-        z_frozen = jnp.zeros((num_learners, num_frozen, strategies.OPPONENT_ID_SIZE))
-        frozen_carry = jax.vmap(
-            lambda z: frozen.agent.apply(frozen.params, z, method=Agent.initial_carry)
-        )(z_frozen)
+        z_frozen = jnp.zeros((num_learners * num_frozen, strategies.OPPONENT_ID_SIZE))
+        frozen_carry = frozen.agent.apply(frozen.params, z_frozen, method=Agent.initial_carry)
     co_view = (
         start_obs[:, :num_tabular],
         (
