@@ -27,7 +27,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcoop import cli, environment, evaluation, experiment, extortion, figures, records, trained
+from jaxcoop import (
+    cli,
+    environment,
+    evaluation,
+    experiment,
+    extortion,
+    figures,
+    records,
+    reference,
+    trained,
+)
 from jaxcoop.evaluation import Player
 from jaxcoop.experiment import Run
 from jaxcoop.train import make_player
@@ -65,18 +75,29 @@ def step1_within_episode(run_dir: Path, key: jax.Array) -> dict[str, dict[str, n
     )
 
 
-def step2_extortion(step2_dir: Path, step1_dir: Path, key: jax.Array) -> list[dict]:
-    """Every step-2 learner (player 0) against the frozen step-1 agent of its seed: the
+def step2_extortion(step2_dir: Path, step1_dir: Path | str, key: jax.Array) -> list[dict]:
+    """Every step-2 learner (player 0) against the frozen step-1 agent of its seed (or, with
+    ``step1_dir="bayes"``, the Bayesian in-context learner): the
     ``extortion.extortion_report`` of its play (empirical memory-1 strategy, fitted extortion
     factor chi and residual, both rewards), one dict per seed and learner."""
-    new, frozen = trained.load(step2_dir), trained.load(step1_dir)
-    source_seeds = jax.tree.leaves(frozen.params)[0].shape[0]
+    new = trained.load(step2_dir)
     game = environment.make_game(new.config.game, new.config.horizon)
-    new_agent, frozen_agent = make_player(new.config), make_player(frozen.config)
+    new_agent = make_player(new.config)
+    if step1_dir == trained.BAYES:
+        frozen_agent, frozen_params, source_seeds = reference.BAYESIAN, None, 0
+    else:
+        frozen = trained.load(step1_dir)
+        frozen_agent, frozen_params = make_player(frozen.config), frozen.params
+        source_seeds = jax.tree.leaves(frozen.params)[0].shape[0]
     reports = []
     for s in range(new.config.num_seeds):
         frozen_seed = s if source_seeds == new.config.num_seeds else 0
-        other = Player(frozen_agent, evaluation.learner_params(frozen.params, frozen_seed, 0))
+        other = Player(
+            frozen_agent,
+            None
+            if frozen_params is None
+            else evaluation.learner_params(frozen_params, frozen_seed, 0),
+        )
         for n in range(new.config.num_learners):
             me = Player(new_agent, evaluation.learner_params(new.params, s, n))
             pair_key = jax.random.fold_in(jax.random.fold_in(key, s), n)

@@ -180,3 +180,11 @@ def test_the_bayesian_learner_is_a_frozen_coplayer_end_to_end(tmp_path):
     assert set(played["pool"]["efficiency"]) == {"mean", "std", "se"}
     with pytest.raises(ValueError, match="no parameters to start from"):
         trained.resolve_warm_start(preset("tiny"), [trained.Source.parse("bayes")])
+    # How much the learner extorts the Bayesian learner it was trained against.
+    from experiments import extortion as extortion_cli
+
+    extortion_cli.main([str(out), "--against", "bayes"])
+    reports = json.loads((out / "extortion.json").read_text())
+    assert [(r["seed"], r["learner"]) for r in reports] == [(0, 0)]
+    assert len(reports[0]["p_cooperate"]) == 5 and sum(reports[0]["counts"]) > 0
+    assert -1.0 <= reports[0]["coplayer_reward"] <= 2.0
