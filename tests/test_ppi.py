@@ -380,11 +380,8 @@ def ppi_run(tmp_path_factory):
 
 
 def test_the_q_check_script_replays_the_run_against_the_real_coplayers(ppi_run):
-    import runpy
-    from pathlib import Path
+    from experiments.q_check import q_table
 
-    script = Path(__file__).parents[1] / "docs" / "ppi-cpu-gru" / "q-check" / "run.py"
-    q_table = runpy.run_path(str(script))["q_table"]
     table = q_table(ppi_run[1], rollouts=512)
     assert list(table) == ["tit_for_tat", "always_cooperate", "always_defect"]
     for name in ("always_cooperate", "always_defect"):
@@ -396,11 +393,8 @@ def test_the_q_check_script_replays_the_run_against_the_real_coplayers(ppi_run):
 
 
 def test_the_q_learner_script_branches_the_same_history(ppi_run):
-    import runpy
-    from pathlib import Path
+    from experiments.q_learner import measure
 
-    script = Path(__file__).parents[1] / "docs" / "ppi-cpu-gru" / "q-learner" / "run.py"
-    measure = runpy.run_path(str(script))["measure"]
     rows = measure(ppi_run[1], episodes=64, depth=1)["rows"]
     assert list(rows) == [0, 3]  # the tiny run's 8 rounds
     for row in rows.values():

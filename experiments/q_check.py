@@ -4,7 +4,8 @@ the same prior, against the real co-player (``ppi.against_tabular``), along one 
 
 Run from the repository root on a PPI run that has checkpoints, e.g. the step-1 run of
 `python -m experiments.mechanism --preset cpu --algo ppi --out runs/mechanism-cpu-ppi-gru`:
-python docs/ppi-cpu-gru/q-check/run.py runs/mechanism-cpu-ppi-gru/step1-tabular
+python -m experiments.q_check runs/mechanism-cpu-ppi-gru/step1-tabular
+(its outputs: docs/ppi-cpu-gru/q-check/).
 """
 
 import sys

@@ -11,9 +11,10 @@ episode), averaged over episodes; ``Q̂`` is A's model's estimate in the same hi
 over ``ROLLOUTS`` rollouts per action). B's cooperation over those rounds shows how B answers.
 
 Run from the repository root on a mixed-pool PPI run with checkpoints, e.g.
-python docs/ppi-cpu-gru/q-learner/run.py runs/ppi-e40
+python -m experiments.q_learner runs/ppi-e40
 or with B another run's learner (same seed index; e.g. step 2 against its frozen co-player):
-python docs/ppi-cpu-gru/q-learner/run.py runs/mechanism/step2-extort runs/mechanism/step1-tabular:0
+python -m experiments.q_learner runs/mechanism/step2-extort runs/mechanism/step1-tabular:0
+(its outputs: docs/ppi-cpu-gru/q-learner/).
 """
 
 import sys
