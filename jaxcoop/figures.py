@@ -71,7 +71,7 @@ def _finish(ax, ylabel: str, xlabel: str = "update (PPI: phase)", title: str | N
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
     pyplot().close(fig)
     return Path(path)
 
