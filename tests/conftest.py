@@ -3,7 +3,10 @@
 Implicit rank promotion is an error in the whole suite (``jax_numpy_rank_promotion="raise"``).
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 from types import SimpleNamespace
 
 # The suite compiles many small programs and runs each briefly: XLA's CPU backend optimizations
@@ -12,6 +15,17 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
+
+# Many tests build the same small programs anew (new closures, so jit's own cache misses) and
+# many run fresh Python processes: a persistent compilation cache for this session, inherited by
+# the subprocesses through the environment, compiles each program once (a tiny run's train step:
+# about 9 CPU-s to compile, 2 to trace and fetch). Removed when the session ends.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache_dir = tempfile.mkdtemp(prefix="jaxcoop-test-xla-cache-")
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

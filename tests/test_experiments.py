@@ -176,6 +176,7 @@ def test_ppi_runs_are_compared_with_the_papers_ppi_values_where_it_gives_them():
     assert experiment.paper_ranges("mixed-pool", "ppi") == experiment.PAPER["mixed-pool"]
 
 
+@pytest.mark.slow
 def test_ladder_continues_one_run_per_seed_and_keeps_every_rung(tmp_path):
     from experiments import ladder
 
