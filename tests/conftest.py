@@ -1,9 +1,11 @@
-"""Shared fixtures: one rollout of the ``tiny`` preset, compiled once per session.
+"""Shared fixtures: one rollout of the ``tiny`` preset, compiled once per session, and a writer
+of results folders with chosen parameters (no training).
 
 Implicit rank promotion is an error in the whole suite (``jax_numpy_rank_promotion="raise"``).
 """
 
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 # The suite compiles many small programs and runs each briefly: XLA's CPU backend optimizations
@@ -14,12 +16,13 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     ).strip()
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jaxcoop  # noqa: E402
-from jaxcoop import rollout, strategies, train  # noqa: E402
+from jaxcoop import checkpoints, records, rollout, runner, strategies, train, trained  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,27 @@ def tiny_rollout():
         pred=pred,
         batch=batch,
     )
+
+
+def _write_run(out: Path, config: jaxcoop.Config, edit_params=None) -> Path:
+    """A results folder ``out`` with one checkpoint (iteration 2) of ``config``'s initial
+    parameters, first changed in place by ``edit_params(params)`` (numpy ``[S, N, ...]``)."""
+    state = runner.init_seeds(config, train.make_trainer(config), trained.WarmStart())
+    params = jax.device_get(state.params)
+    if edit_params is not None:
+        edit_params(params)
+    out = records.prepare(out)
+    records.write_config(out, config, None)
+    writer = checkpoints.Writer(out, 1)
+    shape = (config.num_seeds, 2, config.num_learners)
+    history = {k: np.zeros(shape, np.float32) for k in records.METRIC_NAMES}
+    writer.save(2, state.replace(params=params), history, {"iteration": 2})
+    writer.close()
+    return out
+
+
+@pytest.fixture(scope="session")
+def write_run():
+    """``write_run(out, config, edit_params=None) -> out``: a results folder whose one
+    checkpoint holds ``config``'s initial parameters, edited in place (no training)."""
+    return _write_run
