@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jaxcoop  # noqa: E402
-from jaxcoop import checkpoints, records, rollout, runner, strategies, train, trained  # noqa: E402
+from jaxcoop import checkpoints, records, rollout, strategies, train  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -54,18 +54,25 @@ def tiny_rollout():
 
 
 def _write_run(out: Path, config: jaxcoop.Config, edit_params=None) -> Path:
-    """A results folder ``out`` with one checkpoint (iteration 2) of ``config``'s initial
-    parameters, first changed in place by ``edit_params(params)`` (numpy ``[S, N, ...]``)."""
-    state = runner.init_seeds(config, train.make_trainer(config), trained.WarmStart())
-    params = jax.device_get(state.params)
+    """A results folder ``out`` with one checkpoint (iteration 2) of freshly initialized
+    parameters of ``config``'s agents, first changed in place by ``edit_params(params)`` (numpy
+    ``[S, N, ...]``). It holds what ``load_agent`` and ``--frozen-coplayer`` read (no optimizer
+    state: it cannot be resumed)."""
+    agent = train.make_agent(config)
+    keys = jax.random.split(jax.random.key(config.seed), (config.num_seeds, config.num_learners))
+    init = jax.jit(jax.vmap(jax.vmap(lambda key: train.init_params(agent, key))))
+    params = jax.device_get(init(keys))
     if edit_params is not None:
         edit_params(params)
+    state = train.TrainState(
+        params, {}, jax.random.key(0), np.full((config.num_seeds,), 2, np.int32)
+    )
     out = records.prepare(out)
     records.write_config(out, config, None)
     writer = checkpoints.Writer(out, 1)
     shape = (config.num_seeds, 2, config.num_learners)
     history = {k: np.zeros(shape, np.float32) for k in records.METRIC_NAMES}
-    writer.save(2, state.replace(params=params), history, {"iteration": 2})
+    writer.save(2, state, history, {"iteration": 2})
     writer.close()
     return out
 
