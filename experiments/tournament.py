@@ -92,12 +92,13 @@ def main(argv: list[str] | None = None) -> None:
         players.append(jaxcoop_axelrod.bayesian_player(turns))
     players += field
     game = jaxcoop_axelrod.GAMES[args.game]()
-    print(
-        f"{len(players)} players, {len(players) * (len(players) + 1) // 2} pairings x "
-        f"{args.repetitions} repetitions x {turns} turns, {args.game} game "
-        f"(R, S, T, P) = {game.RPST()}, seed {args.seed}",
-        flush=True,
+    rstp = [float(game.RPST()[i]) for i in (0, 2, 3, 1)]  # Axelrod orders them R, P, S, T
+    setup = (
+        f"{len(players)} players, {turns} turns, {args.repetitions} repetitions, seed "
+        f"{args.seed}, {args.game} game (R, S, T, P) = ({', '.join(f'{v:g}' for v in rstp)})"
     )
+    pairings = len(players) * (len(players) + 1) // 2
+    print(f"{setup}: {pairings} pairings x {args.repetitions} repetitions", flush=True)
     results = jaxcoop_axelrod.axl.Tournament(
         players, game=game, turns=turns, repetitions=args.repetitions, seed=args.seed
     ).play(progress_bar=sys.stderr.isatty())
@@ -105,10 +106,6 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = jaxcoop_axelrod.ranking(results)
     names, matrix = jaxcoop_axelrod.payoff_matrix(results)
-    setup = (
-        f"{len(players)} players, {turns} turns, {args.repetitions} repetitions, seed "
-        f"{args.seed}, {args.game} game (R, S, T, P) = {tuple(float(v) for v in game.RPST())}"
-    )
     out.mkdir(parents=True, exist_ok=True)
     with (out / "ranking.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -117,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     table = jaxcoop_axelrod.ranking_table(rows)
     (out / "ranking.md").write_text(f"{table}\n\n{setup}; {wall:.0f} s.\n")
     figures.payoff_matrix(
-        out / "payoff_matrix.png", names, matrix, f"mean payoff per turn, row vs column: {setup}"
+        out / "payoff_matrix.png", names, matrix, f"mean payoff per turn, row vs column\n{setup}"
     )
     record = {
         "runs": [str(run) for run in args.runs],
@@ -126,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         "repetitions": args.repetitions,
         "seed": args.seed,
         "game": args.game,
-        "rpst": [float(v) for v in game.RPST()],
+        "rstp": rstp,
         "wall_seconds": wall,
         "axelrod": jaxcoop_axelrod.axl.__version__,
         "ranking": rows,
