@@ -243,7 +243,7 @@ def payoff_matrix(path: Path, names: list[str], matrix: np.ndarray, title: str) 
     """A heat map of a tournament's mean payoff per turn ``[P, P]`` of each row player against
     each column player (players in ranking order), every cell written in."""
     size = len(names)
-    side = 2.5 + 0.42 * size
+    side = 2.5 + 0.36 * size
     fig, ax = pyplot().subplots(figsize=(side + 1.5, side), constrained_layout=True)
     image = ax.imshow(matrix, cmap="viridis")
     fig.colorbar(image, ax=ax, shrink=0.8, label="row player's mean payoff per turn")
@@ -258,4 +258,18 @@ def payoff_matrix(path: Path, names: list[str], matrix: np.ndarray, title: str) 
             )
     ax.set_xlabel("co-player")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path, dpi=100)
+    return _save_paletted(fig, path, dpi=90)
+
+
+def _save_paletted(fig, path: Path, dpi: int) -> Path:
+    """``_save`` as a 256-colour PNG (pillow, matplotlib's own dependency): a few times smaller
+    for a figure full of text, such as a heat map with every cell written in."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi)
+    pyplot().close(fig)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, "PNG", optimize=True)
+    return Path(path)
