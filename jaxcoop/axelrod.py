@@ -268,16 +268,15 @@ def classic_players(names: Sequence[str]) -> list[axl.Player]:
 
 
 def ranking(results) -> list[dict]:
-    """An ``axelrod.ResultSet``'s ranking (``summarise``), best first: per player its rank,
-    name, median score per turn, cooperation rating, median wins, first-move cooperation and
-    the rates of each state and of cooperating after it."""
-    return [
-        {
-            field.lower(): (float(v) if isinstance(v, float | np.floating) else v)
-            for field, v in row._asdict().items()
-        }
-        for row in results.summarise()
-    ]
+    """An ``axelrod.ResultSet``'s ranking (``summarise``), best first: per player its rank (from
+    1), name, median score per turn, cooperation rating, median wins, first-move cooperation and
+    the rates of each state and of cooperating after it (numbers to 4 decimals)."""
+    rows = []
+    for rank, row in enumerate(results.summarise(), start=1):
+        fields = {name.lower(): value for name, value in row._asdict().items()}
+        numbers = {k: round(float(v), 4) for k, v in fields.items() if k not in ("rank", "name")}
+        rows.append({"rank": rank, "name": str(fields["name"]), **numbers})
+    return rows
 
 
 def ranking_table(rows: list[dict]) -> str:
@@ -288,7 +287,7 @@ def ranking_table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['rank'] + 1} | {r['name']} | {r['median_score']:.3f} | "
+            f"| {r['rank']} | {r['name']} | {r['median_score']:.3f} | "
             f"{r['cooperation_rating']:.3f} | {r['wins']:g} | {r['initial_c_rate']:.2f} |"
         )
     return "\n".join(lines)
