@@ -270,11 +270,11 @@ def classic_players(names: Sequence[str]) -> list[axl.Player]:
 def ranking(results) -> list[dict]:
     """An ``axelrod.ResultSet``'s ranking (``summarise``), best first: per player its rank (from
     1), name, median score per turn, cooperation rating, median wins, first-move cooperation and
-    the rates of each state and of cooperating after it (numbers to 4 decimals)."""
+    the rates of each state and of cooperating after it."""
     rows = []
     for rank, row in enumerate(results.summarise(), start=1):
         fields = {name.lower(): value for name, value in row._asdict().items()}
-        numbers = {k: round(float(v), 4) for k, v in fields.items() if k not in ("rank", "name")}
+        numbers = {k: float(v) for k, v in fields.items() if k not in ("rank", "name")}
         rows.append({"rank": rank, "name": str(fields["name"]), **numbers})
     return rows
 
