@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from jaxcoop import strategies
 from jaxcoop.environment import GAMES
 from jaxcoop.networks import BACKBONES
 from jaxcoop.strategies import POOLS
@@ -28,7 +29,7 @@ class Config:
     num_learners: int = 2
     num_episodes: int = 4096  # episodes per learner per update
     p_tabular: float = 0.5  # fraction of each learner's episodes against fresh tabular co-players
-    pool: str = "uniform"  # tabular co-players: strategies.POOLS (paper: fresh U(0,1) draws)
+    pool: str = "uniform"  # tabular co-players: strategies.POOLS or axelrod:<Class> (paper: U(0,1))
     opponent_id: bool = False  # ablation: prepend the co-player's 10-number identity vector
     # Agent.
     backbone: str = "gru"  # "gru" (the paper's) or "transformer"
@@ -138,6 +139,20 @@ def _require(ok: bool, name: str, value, allowed: str) -> None:
         raise ValueError(f"config field {name}={value!r} is invalid; allowed: {allowed}")
 
 
+_POOLS_ALLOWED = f"{list(POOLS)} or axelrod:<a memory-one class of the Axelrod library>"
+
+
+def _is_axelrod_strategy(pool: str) -> bool:
+    """Whether ``pool`` is ``axelrod:<Class>`` of a memory-one strategy (Axelrod installed)."""
+    if not pool.startswith(strategies.AXELROD_PREFIX):
+        return False
+    try:
+        strategies.named(pool)
+    except (ImportError, ValueError) as e:
+        raise ValueError(f"config field pool={pool!r} is invalid: {e}") from e
+    return True
+
+
 def validate(c: Config) -> None:
     """Raise ``ValueError`` naming the first field that cannot work."""
     for f in fields(c):
@@ -147,7 +162,7 @@ def validate(c: Config) -> None:
         ok = isinstance(value, expected) and (f.type == "bool" or not is_bool)
         _require(ok, f.name, value, f"a value of type {f.type}")
     _require(c.game in GAMES, "game", c.game, str(sorted(GAMES)))
-    _require(c.pool in POOLS, "pool", c.pool, str(list(POOLS)))
+    _require(c.pool in POOLS or _is_axelrod_strategy(c.pool), "pool", c.pool, _POOLS_ALLOWED)
     _require(c.algo in ALGOS, "algo", c.algo, str(list(ALGOS)))
     _require(c.backbone in BACKBONES, "backbone", c.backbone, str(sorted(BACKBONES)))
     for name in (

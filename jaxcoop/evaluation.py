@@ -27,7 +27,8 @@ from jaxcoop.networks import Agent
 from jaxcoop.rollout import Episodes, Policy, agent_policy, play, tabular_policy
 
 #: Co-players of the paper's within-episode panels (Fig. 2). A co-player name is a strategy of
-#: ``strategies.NAMED``, ``"pool"`` (fresh U(0, 1) draws: the paper's average tabular
+#: ``strategies.NAMED`` or ``"axelrod:<Class>"`` (a memory-one strategy of the Axelrod library,
+#: ``strategies.from_axelrod``), ``"pool"`` (fresh U(0, 1) draws: the paper's average tabular
 #: co-player) or another tabular pool of ``strategies.POOLS`` (e.g. ``"named"``), or
 #: ``BAYESIAN`` (the Bayesian in-context learner of ``reference``, for the game played).
 PANEL = ("tit_for_tat", "always_cooperate", "always_defect", "win_stay_lose_shift", "pool")
@@ -133,11 +134,13 @@ def curves(episodes: Episodes) -> dict[str, np.ndarray]:
 
 def coplayer_thetas(name: str, key: jax.Array, num_episodes: int) -> jax.Array:
     """The tabular co-players ``[E, 5]`` of a tabular co-player name (see ``PANEL``)."""
-    if name in strategies.NAMED:
-        return jnp.broadcast_to(strategies.NAMED[name](), (num_episodes, NUM_STATES))
+    if strategies.is_named(name):
+        return jnp.broadcast_to(strategies.named(name), (num_episodes, NUM_STATES))
     pool = "uniform" if name == "pool" else name
     if pool not in strategies.POOLS:
-        allowed = sorted({*strategies.NAMED, "pool", *strategies.POOLS, BAYESIAN})
+        allowed = sorted(
+            {*strategies.NAMED, "pool", *strategies.POOLS, BAYESIAN, "axelrod:<Class>"}
+        )
         raise ValueError(f"co-player {name!r} is unknown; allowed: {allowed}")
     return strategies.sample_coplayers(key, (num_episodes,), pool)
 

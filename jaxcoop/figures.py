@@ -1,5 +1,6 @@
 """Figures: a run's training curves and within-episode panels, runs side by side (paper Fig. 1),
-the mechanism step by step (Fig. 2/4) and within-episode snapshots over training (Fig. 3).
+the mechanism step by step (Fig. 2/4), within-episode snapshots over training (Fig. 3) and a
+tournament's payoff matrix (``experiments.tournament``).
 
 Every function draws from arrays already on the host (``records.read_metrics``,
 ``evaluation.evaluate_learners``) and writes one PNG; matplotlib runs on the Agg backend.
@@ -70,8 +71,8 @@ def _finish(ax, ylabel: str, xlabel: str = "update (PPI: phase)", title: str | N
         ax.legend(fontsize=7)
 
 
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
+def _save(fig, path: Path, dpi: int = 100) -> Path:
+    fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return Path(path)
 
@@ -236,3 +237,39 @@ def ladder(path: Path, rows: list[dict], histories: dict[int, dict], panel) -> P
     _finish(axes[1], "in-context efficiency", "agent-steps", "(r - r_AllD) / (r_oracle - r_AllD)")
     _finish(axes[2], "cooperation rate", "round", f"within an episode at {rungs[-1]:,} updates")
     return _save(fig, path)
+
+
+def payoff_matrix(path: Path, names: list[str], matrix: np.ndarray, title: str) -> Path:
+    """A heat map of a tournament's mean payoff per turn ``[P, P]`` of each row player against
+    each column player (players in ranking order), every cell written in."""
+    size = len(names)
+    side = 2.5 + 0.36 * size
+    fig, ax = pyplot().subplots(figsize=(side + 1.5, side), constrained_layout=True)
+    image = ax.imshow(matrix, cmap="viridis")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="row player's mean payoff per turn")
+    ax.set_xticks(range(size), names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(size), names, fontsize=7)
+    middle = (np.nanmax(matrix) + np.nanmin(matrix)) / 2
+    for i in range(size):
+        for j in range(size):
+            color = "black" if matrix[i, j] > middle else "white"
+            ax.text(
+                j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=5.5, color=color
+            )
+    ax.set_xlabel("co-player")
+    ax.set_title(title, fontsize=9)
+    return _save_paletted(fig, path, dpi=90)
+
+
+def _save_paletted(fig, path: Path, dpi: int) -> Path:
+    """``_save`` as a 256-colour PNG (pillow, matplotlib's own dependency): a few times smaller
+    for a figure full of text, such as a heat map with every cell written in."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi)
+    pyplot().close(fig)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, "PNG", optimize=True)
+    return Path(path)

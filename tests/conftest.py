@@ -1,4 +1,5 @@
-"""Shared fixtures: one rollout of the ``tiny`` preset, compiled once per session.
+"""Shared fixtures: one rollout of the ``tiny`` preset, compiled once per session, and a writer
+of results folders with chosen parameters (no training).
 
 Implicit rank promotion is an error in the whole suite (``jax_numpy_rank_promotion="raise"``).
 """
@@ -7,6 +8,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 # The suite compiles many small programs and runs each briefly: XLA's CPU backend optimizations
@@ -28,12 +30,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jaxcoop  # noqa: E402
-from jaxcoop import rollout, strategies, train  # noqa: E402
+from jaxcoop import checkpoints, records, rollout, strategies, train  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +65,34 @@ def tiny_rollout():
         pred=pred,
         batch=batch,
     )
+
+
+def _write_run(out: Path, config: jaxcoop.Config, edit_params=None) -> Path:
+    """A results folder ``out`` with one checkpoint (iteration 2) of freshly initialized
+    parameters of ``config``'s agents, first changed in place by ``edit_params(params)`` (numpy
+    ``[S, N, ...]``). It holds what ``load_agent`` and ``--frozen-coplayer`` read (no optimizer
+    state: it cannot be resumed)."""
+    agent = train.make_agent(config)
+    keys = jax.random.split(jax.random.key(config.seed), (config.num_seeds, config.num_learners))
+    init = jax.jit(jax.vmap(jax.vmap(lambda key: train.init_params(agent, key))))
+    params = jax.device_get(init(keys))
+    if edit_params is not None:
+        edit_params(params)
+    state = train.TrainState(
+        params, {}, jax.random.key(0), np.full((config.num_seeds,), 2, np.int32)
+    )
+    out = records.prepare(out)
+    records.write_config(out, config, None)
+    writer = checkpoints.Writer(out, 1)
+    shape = (config.num_seeds, 2, config.num_learners)
+    history = {k: np.zeros(shape, np.float32) for k in records.METRIC_NAMES}
+    writer.save(2, state, history, {"iteration": 2})
+    writer.close()
+    return out
+
+
+@pytest.fixture(scope="session")
+def write_run():
+    """``write_run(out, config, edit_params=None) -> out``: a results folder whose one
+    checkpoint holds ``config``'s initial parameters, edited in place (no training)."""
+    return _write_run

@@ -330,28 +330,23 @@ def test_load_agent_answers_round_by_round_like_the_batched_policy(source_run):
         )
 
 
-def _constant_policy_run(tmp_path, name: str, p_cooperate: float) -> Path:
+def _constant_policy_run(write_run, tmp_path, name: str, p_cooperate: float) -> Path:
     """A run folder whose learners cooperate with probability ``p_cooperate`` in every round
     (policy head: zero kernel, bias log-odds), written through the checkpoint writer."""
-    config = TINY.replace(num_seeds=1, num_learners=1, p_tabular=1.0)
-    trainer = make_trainer(config)
-    state = runner.init_seeds(config, trainer, trained.WarmStart())
     logit = float(np.log(p_cooperate / (1 - p_cooperate)))
-    params = jax.device_get(state.params)
-    head = params["params"]["policy"]
-    head["kernel"] = np.zeros_like(head["kernel"])
-    head["bias"] = np.broadcast_to(np.array([logit, 0.0], np.float32), head["bias"].shape).copy()
-    out = records.prepare(tmp_path / name)
-    records.write_config(out, config, None)
-    writer = checkpoints.Writer(out, 1)
-    history = {k: np.zeros((1, 2, 1), np.float32) for k in records.METRIC_NAMES}
-    writer.save(2, state.replace(params=params), history, {"iteration": 2})
-    writer.close()
-    return out
+
+    def constant(params):
+        head = params["params"]["policy"]
+        head["kernel"] = np.zeros_like(head["kernel"])
+        bias = np.broadcast_to(np.array([logit, 0.0], np.float32), head["bias"].shape)
+        head["bias"] = bias.copy()
+
+    config = TINY.replace(num_seeds=1, num_learners=1, p_tabular=1.0)
+    return write_run(tmp_path / name, config, constant)
 
 
-def test_load_agent_gives_the_hand_computed_probability_of_a_constant_policy(tmp_path):
-    out = _constant_policy_run(tmp_path, "p03", 0.3)
+def test_load_agent_gives_the_hand_computed_probability_of_a_constant_policy(write_run, tmp_path):
+    out = _constant_policy_run(write_run, tmp_path, "p03", 0.3)
     agent = jaxcoop.load_agent(out)
     assert agent.cooperate_probability([], []) == pytest.approx(0.3, abs=1e-6)
     assert agent.cooperate_probability("CDD", ["D", "c", 1]) == pytest.approx(0.3, abs=1e-6)
@@ -413,10 +408,10 @@ def test_init_from_refuses_another_architecture_and_seed_count(source_run):
         trained.resolve_warm_start(TINY, [out] * 3)
 
 
-def test_a_frozen_coplayer_is_played_against_and_never_changes(tmp_path):
+def test_a_frozen_coplayer_is_played_against_and_never_changes(write_run, tmp_path):
     """Against a frozen always-defector (hand-built), every learner gets at most 0 per round
     and the co-player's parameters are the same after training."""
-    alld = _constant_policy_run(tmp_path, "alld", 1e-7)
+    alld = _constant_policy_run(write_run, tmp_path, "alld", 1e-7)
     config = TINY.replace(num_learners=1, p_tabular=0.5)
     out = tmp_path / "vs-alld"
     ipd.main(
@@ -452,8 +447,8 @@ def _record(run_dir: Path) -> dict:
     return json.loads((run_dir / records.CONFIG_FILE).read_text())["warm_start"]["frozen_coplayer"]
 
 
-def test_a_run_with_a_frozen_coplayer_resumes_without_its_source(tmp_path):
-    alld = _constant_policy_run(tmp_path, "alld", 1e-7)
+def test_a_run_with_a_frozen_coplayer_resumes_without_its_source(write_run, tmp_path):
+    alld = _constant_policy_run(write_run, tmp_path, "alld", 1e-7)
     config = TINY.replace(num_learners=1, num_seeds=1)
     out = tmp_path / "vs-alld"
     runner.run(config, out, log=quiet, frozen_coplayer=trained.Source(alld), evaluation_episodes=4)
