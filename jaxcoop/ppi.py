@@ -459,7 +459,7 @@ def coplayer_policy(coplayer: Any, params: Any, key: jax.Array) -> Policy:
     return agent_policy(coplayer, params)
 
 
-def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
+def make_trainer(config, coplayer: Any = None) -> Trainer:
     """PPI for ``config`` (``algo="ppi"``) as a ``train.Trainer``; an iteration is a phase.
 
     Each phase re-initializes every learner's model, trains it for ``ppi_epochs`` passes over
@@ -473,7 +473,8 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     appends them. ``init`` fills every learner's dataset
     with D0: ``ppi_pretrain_episodes`` episodes of two U(0, 1) tabular agents (a warm start
     replaces them: ``with_initial_data``). The dataset has a fixed size, so a phase is one
-    jit-compiled program. ``mesh`` lays out seeds and learners only (no episode split yet).
+    jit-compiled program. A run's mesh lays out its seeds and learners only (``runner``); PPI
+    does not split episodes over devices.
 
     ``coplayer``: a frozen co-player, a ``Planner`` (a trained PPI agent, planning) or an
     ``Agent`` (A2C / PPO), its parameters in ``TrainState.coplayer_params`` (``init`` fills them
@@ -486,7 +487,6 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     ``entropy``, ``approx_kl`` and ``clip_fraction`` are NaN, and so are the frozen
     co-player's fields without one.
     """
-    del mesh
     model, planner = make_model(config), make_planner(config)
     game = environment.make_game(config.game, config.horizon)
     learners = config.num_learners

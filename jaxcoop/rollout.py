@@ -67,21 +67,15 @@ class Transition(NamedTuple):
     coplayer_reward: jax.Array
 
 
-#: ``Batch.coplayer_kind`` codes: who sits opposite a seat.
-TABULAR, FROZEN, LEARNER = 0, 1, 2
-
-
 class Batch(NamedTuple):
     """A learner's data for one update.
 
     transition: ``Transition`` ``[T, B]``.
     opponent_id: float32 ``[B, 10]`` (zeros against learners and frozen co-players).
-    coplayer_kind: int32 ``[B]``, ``TABULAR``, ``FROZEN`` or ``LEARNER`` per seat.
     """
 
     transition: Transition
     opponent_id: jax.Array
-    coplayer_kind: jax.Array
 
 
 class FrozenCoplayer(NamedTuple):
@@ -142,10 +136,6 @@ def collect(
     seats = sum(sizes)
     z_others = jnp.zeros((num_learners, seats - num_tabular, strategies.OPPONENT_ID_SIZE))
     z_NxBxZ = shard(jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_others], axis=1), 1)
-    kinds = (TABULAR, FROZEN, LEARNER, LEARNER)
-    coplayer_kind = jnp.concatenate(
-        [jnp.full((n,), kind, jnp.int32) for n, kind in zip(sizes, kinds, strict=True)]
-    )
 
     act = jax.vmap(lambda p, c, x: agent.apply(p, c, x, method=Agent.step))
     env_step = jax.vmap(jax.vmap(environment.step, (None, 0, 0)), (None, 0, 0))
@@ -250,8 +240,7 @@ def collect(
     )
     _, transitions_TxNxB = jax.lax.scan(round_, init, noise)
     transitions = jax.tree.map(lambda x: shard(jnp.moveaxis(x, 0, 1), 2), transitions_TxNxB)
-    kind_NxB = jnp.broadcast_to(coplayer_kind, (num_learners, seats))
-    return Batch(transitions, z_NxBxZ, kind_NxB)
+    return Batch(transitions, z_NxBxZ)
 
 
 # --- Playing any two policies. ------------------------------------------------------------------

@@ -44,6 +44,7 @@ class Metrics(NamedTuple):
     no learner episodes, ``*frozen*`` when there is no frozen co-player. ``tabular_reward`` is
     the tabular co-players' own reward per round; ``frozen_reward`` / ``frozen_coop`` are the
     frozen co-player's reward and cooperation in its episodes against the learner.
+    ``approx_kl`` and ``clip_fraction`` are PPO's (NaN with A2C).
     """
 
     reward_vs_learner: jax.Array
@@ -236,7 +237,6 @@ def make_update(
             mb = rollout.Batch(
                 jax.tree.map(lambda x: shard(pick(x, 1), 1, learners=False), t),
                 shard(pick(batch.opponent_id, 0), 0, learners=False),
-                shard(pick(batch.coplayer_kind, 0), 0, learners=False),
             )
             return (
                 mb,
@@ -277,7 +277,7 @@ def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None)
     if config.algo == "ppi":
         from jaxcoop import ppi  # ppi builds on this module's types
 
-        return ppi.make_trainer(config, coplayer, mesh)
+        return ppi.make_trainer(config, coplayer)
     game = environment.make_game(config.game, config.horizon)
     agent = make_agent(config)
     optimizer = make_optimizer(config)
