@@ -291,6 +291,12 @@ class Agent(nn.Module):
     num_heads: int = 4
     horizon: int = 100
 
+    @property
+    def max_rounds(self) -> int | None:
+        """The longest episode it can play: a transformer's ``horizon`` (it has that many
+        learned positions); ``None`` for the GRU (no positional limit)."""
+        return self.horizon if self.backbone == "transformer" else None
+
     def setup(self):
         self.core = BACKBONES[self.backbone](self)
         self.embed_obs = nn.Dense(self.embed_dim, name="embed_obs")

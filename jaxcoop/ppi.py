@@ -324,7 +324,8 @@ def improved_policy(
 ) -> Policy:
     """The improved policy as a ``rollout.Policy`` for ``play``: each round it reads the token,
     plans with ``q_values`` and returns ``improved_logits``. The rollouts' randomness comes
-    from ``key`` (split every round), so the same key gives the same play."""
+    from ``key`` (split every round), so the same key gives the same play. It plans for
+    ``horizon`` rounds and plays at most that many (``Policy.max_rounds``)."""
 
     def initial_state(num_episodes: int) -> PlannerState:
         return PlannerState(model.initial_carry(num_episodes), jnp.zeros((), jnp.int32), key)
@@ -336,7 +337,7 @@ def improved_policy(
         logits = improved_logits(model.prior(y), q, beta)
         return PlannerState(carry, state.round + 1, key), logits
 
-    return Policy(initial_state, step)
+    return Policy(initial_state, step, max_rounds=horizon)
 
 
 # --- The phase loop. ---------------------------------------------------------------------------
@@ -419,6 +420,11 @@ class Planner(NamedTuple):
     depth: int
     beta: float
     gamma: float
+
+    @property
+    def max_rounds(self) -> int:
+        """It plans for ``horizon`` rounds and plays at most that many."""
+        return self.horizon
 
     def policy(self, params: Any, key: jax.Array, opponent_id: jax.Array | None = None) -> Policy:
         """The improved policy of the model with ``params``, planning with ``key``; the

@@ -251,10 +251,25 @@ class Policy(NamedTuple):
 
     initial_state(num_episodes) -> state.
     step(state, RoundInput [E]) -> (state, logits float32 [E, 2]).
+    game: the game it was trained for, ``play``'s default (``None``: not known).
+    max_rounds: the longest episode it can play (a transformer's positions, a planner's
+      horizon); ``None``: any length.
     """
 
     initial_state: Callable[[int], Any]
     step: Callable[[Any, RoundInput], tuple[Any, jax.Array]]
+    game: Game | None = None
+    max_rounds: int | None = None
+
+
+def check_rounds(max_rounds: int | None, rounds: int, who: str = "the policy") -> None:
+    """Raise ``ValueError`` naming both numbers if ``rounds`` exceeds ``max_rounds``."""
+    if max_rounds is not None and rounds > max_rounds:
+        raise ValueError(
+            f"{who} can play at most {max_rounds} rounds (it was trained on {max_rounds}-round "
+            f"episodes) and was asked to play a {rounds}-round game; play it with "
+            f"game=jaxcoop.make_game(..., horizon={max_rounds}) or fewer rounds"
+        )
 
 
 def tabular_policy(theta: jax.Array) -> Policy:
@@ -266,8 +281,13 @@ def tabular_policy(theta: jax.Array) -> Policy:
     )
 
 
-def agent_policy(agent: Agent, params: Any, opponent_id: jax.Array | None = None) -> Policy:
-    """A trained agent (unstacked ``params``) as a ``Policy``; ``opponent_id`` ``[10]`` if used."""
+def agent_policy(
+    agent: Agent, params: Any, opponent_id: jax.Array | None = None, game: Game | None = None
+) -> Policy:
+    """A trained agent (unstacked ``params``) as a ``Policy``; ``opponent_id`` ``[10]`` if used;
+    ``game``: the game it was trained for, if known (``play``'s default). A transformer plays
+    at most its ``horizon`` rounds; a GRU any number (beyond its training horizon it
+    extrapolates: ``play`` allows it when given a longer ``game``)."""
 
     def initial_state(num_episodes):
         z = jnp.zeros(strategies.OPPONENT_ID_SIZE) if opponent_id is None else opponent_id
@@ -278,7 +298,20 @@ def agent_policy(agent: Agent, params: Any, opponent_id: jax.Array | None = None
         state, logits, _ = agent.apply(params, state, x, method=Agent.step)
         return state, logits
 
-    return Policy(initial_state, step)
+    return Policy(initial_state, step, game, agent.max_rounds)
+
+
+def trained_game(policies) -> Game:
+    """The game ``policies`` were trained for (``Policy.game``; the first that knows it), else
+    the paper's 100-round prisoner's dilemma; ``ValueError`` if they disagree on the length."""
+    games = [g for g in (getattr(p, "game", None) for p in policies) if g is not None]
+    if len({g.horizon for g in games}) > 1:
+        lengths = " and ".join(f"{g.horizon}-round" for g in games)
+        raise ValueError(
+            f"the policies were trained on {lengths} episodes; say which game to play "
+            "with game=jaxcoop.make_game(...)"
+        )
+    return games[0] if games else environment.make_game()
 
 
 class Episodes(NamedTuple):
@@ -299,14 +332,21 @@ def play(
 
     A policy is anything with ``initial_state`` and ``step`` as in ``Policy`` (a ``Policy``, a
     loaded ``TrainedAgent``) or a tabular strategy array ``[5]`` / ``[E, 5]``.
-    ``game`` defaults to the paper's 100-round prisoner's dilemma.
+    ``game`` defaults to the game a policy was trained for (``Policy.game``; a loaded
+    ``TrainedAgent`` knows it), else the paper's 100-round prisoner's dilemma.
+
+    Raises ``ValueError``, before anything is traced, when a policy cannot play ``game``'s
+    length (``Policy.max_rounds``: a transformer beyond its trained horizon) or, without
+    ``game``, when the two policies were trained for games of different lengths.
     """
-    game = environment.make_game() if game is None else game
 
     def as_policy(p):
         return p if hasattr(p, "initial_state") and hasattr(p, "step") else tabular_policy(p)
 
     policies = [as_policy(p) for p in (policy_a, policy_b)]
+    game = trained_game(policies) if game is None else game
+    for who, policy in zip(("policy_a", "policy_b"), policies, strict=True):
+        check_rounds(getattr(policy, "max_rounds", None), game.horizon, who)
     env_step = jax.vmap(environment.step, (None, 0, 0))
 
     def round_(carry, key):

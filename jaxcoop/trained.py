@@ -81,10 +81,12 @@ class TrainedAgent:
     """One learner of one seed of a trained run, as a policy.
 
     ``initial_state(num_episodes)`` / ``step(state, RoundInput [E])`` make it a policy for
-    ``jaxcoop.play``; ``cooperate_probability(my_moves, their_moves)`` answers one round at a
-    time for external tools.
+    ``jaxcoop.play`` (which plays its ``game`` by default and refuses, for a transformer, a
+    longer one: ``max_rounds``); ``cooperate_probability(my_moves, their_moves)`` answers one
+    round at a time for external tools, for histories shorter than its trained horizon.
 
-    Attributes: ``agent`` (module), ``params`` (unstacked), ``config`` (the run's), ``game``,
+    Attributes: ``agent`` (module), ``params`` (unstacked), ``config`` (the run's), ``game``
+    (the game it was trained on), ``max_rounds`` (the longest game it can play, ``None``: any),
     ``run_dir``, ``learner``, ``seed``, ``iteration`` (of the checkpoint). An agent trained with
     the opponent-ID ablation gets an all-zero identity vector, as it did against learners.
     """
@@ -93,7 +95,8 @@ class TrainedAgent:
         self.agent, self.params, self.config = agent, params, config
         self.run_dir, self.learner, self.seed, self.iteration = run_dir, learner, seed, iteration
         self.game = environment.make_game(config.game, config.horizon)
-        self.policy: Policy = agent_policy(agent, params)
+        self.policy: Policy = agent_policy(agent, params, game=self.game)
+        self.max_rounds = self.policy.max_rounds
 
     def __repr__(self) -> str:
         return (
@@ -422,4 +425,11 @@ def resolve_warm_start(
         coplayer_params = jax.tree.map(lambda x: x[index, learner], loaded.params)
         record["frozen_coplayer"] = _agent_record(frozen, loaded, learner)
         coplayer = coplayer_agent(record["frozen_coplayer"])
+        limit = getattr(coplayer, "max_rounds", None)
+        if limit is not None and limit < config.horizon:
+            raise RunFolderError(
+                f"--frozen-coplayer {frozen} was trained on {limit}-round episodes and can play "
+                f"at most {limit} rounds (a transformer's positions); this run plays "
+                f"horizon={config.horizon}"
+            )
     return WarmStart(params, coplayer, coplayer_params, record, data)
