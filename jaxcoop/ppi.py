@@ -36,10 +36,10 @@ from flax import linen as nn
 
 from jaxcoop import environment, strategies
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES, START
-from jaxcoop.networks import Agent, RoundInput, shift_right
+from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, init_params, shift_right
 from jaxcoop.rollout import Episodes, Policy, agent_policy, play
+from jaxcoop.state import Metrics, Trainer, TrainState
 from jaxcoop.strategies import OPPONENT_ID_SIZE
-from jaxcoop.train import AGENT_FIELDS, Metrics, Trainer, TrainState
 
 
 class WorldModel(Agent):
@@ -466,7 +466,7 @@ def coplayer_policy(coplayer: Any, params: Any, key: jax.Array) -> Policy:
 
 
 def make_trainer(config, coplayer: Any = None) -> Trainer:
-    """PPI for ``config`` (``algo="ppi"``) as a ``train.Trainer``; an iteration is a phase.
+    """PPI for ``config`` (``algo="ppi"``) as a ``state.Trainer``; an iteration is a phase.
 
     Each phase re-initializes every learner's model, trains it for ``ppi_epochs`` passes over
     its data so far (``make_optimizer``; ``ppi_batch_size`` episodes per step, drawn uniformly
@@ -527,8 +527,6 @@ def make_trainer(config, coplayer: Any = None) -> Trainer:
         if isinstance(coplayer, Planner):
             coplayer_params = init_model_params(coplayer.model, k_coplayer)
         elif coplayer is not None:
-            from jaxcoop.train import init_params  # ppi builds on train's types
-
             coplayer_params = init_params(coplayer, k_coplayer)
         return TrainState(params, data, key, jnp.zeros((), jnp.int32), coplayer_params)
 

@@ -14,19 +14,22 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import checkpoints, environment, ppi, reference, strategies
+from jaxcoop import environment, ppi, reference, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
-from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, agent_fields, make_agent
 from jaxcoop.records import RunFolderError, read_config
 from jaxcoop.rollout import Policy, agent_policy
-from jaxcoop.train import AGENT_FIELDS, agent_fields, make_agent, make_trainer
+from jaxcoop.train import make_trainer
+
+if TYPE_CHECKING:
+    from jaxcoop.checkpoints import Checkpoint
 
 #: The ``--frozen-coplayer`` source of the Bayesian in-context learner (``reference``).
 BAYES = "bayes"
@@ -67,6 +70,8 @@ class Loaded(NamedTuple):
 
 def load(run_dir: Path, step: int | None = None) -> Loaded:
     """The parameters of every seed and learner of a run's newest (or ``step``) checkpoint."""
+    from jaxcoop import checkpoints  # orbax, imported when a run is read, not by ``import jaxcoop``
+
     config, _ = read_config(run_dir)
     ckpt = checkpoints.restore(run_dir, step)
     return Loaded(config, ckpt.params, int(ckpt.meta["iteration"]), ckpt.path)
@@ -283,12 +288,12 @@ def state_shapes(config: Config, trainer: Any) -> Any:
     return jax.eval_shape(jax.vmap(trainer.init), keys)
 
 
-def restore_state(
-    run_dir: Path, step: int, config: Config, coplayer: Any = None
-) -> checkpoints.Checkpoint:
+def restore_state(run_dir: Path, step: int, config: Config, coplayer: Any = None) -> Checkpoint:
     """The checkpoint at ``step`` of a run of ``config`` (frozen ``coplayer``, if any) with its
     whole ``TrainState``. A PPI dataset comes back as saved, sized for the ``num_iterations``
     the run had then (a resumed run may have been given more: ``ppi.resize_dataset``)."""
+    from jaxcoop import checkpoints  # orbax, imported when a run is read, not by ``import jaxcoop``
+
     if config.algo == "ppi":
         saved = checkpoints.restore(run_dir, step).meta["config"]["num_iterations"]
         config = config.replace(num_iterations=saved)
