@@ -3,9 +3,10 @@
 from jaxcoop import environment, evaluation, strategies
 from jaxcoop.config import PRESETS, Config, preset
 from jaxcoop.environment import Game, make_game
-from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.networks import Agent, RoundInput, make_agent
 from jaxcoop.rollout import Episodes, Policy, Transition, agent_policy, play, tabular_policy
-from jaxcoop.train import Metrics, TrainState, make_agent, make_train, make_trainer
+from jaxcoop.state import Metrics, TrainState
+from jaxcoop.train import make_train, make_trainer
 from jaxcoop.trained import TrainedAgent, load_agent
 
 __all__ = [

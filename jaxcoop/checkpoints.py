@@ -21,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxcoop.records import RunFolderError, describe
-from jaxcoop.train import TrainState
+from jaxcoop.state import TrainState
 
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("params", "train", "history", "meta")

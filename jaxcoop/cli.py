@@ -19,16 +19,13 @@ from typing import NamedTuple
 import jax
 
 from jaxcoop import sharding
+from jaxcoop.commands import ExperimentCommand, UsageError
 from jaxcoop.config import PRESETS, RESUMABLE_FIELDS, SCALES, Config, field_names, preset
 from jaxcoop.loggers import LoggerUnavailable
 from jaxcoop.records import RunFolderError
 from jaxcoop.trained import Source
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-
-
-class UsageError(ValueError):
-    """A command line that cannot work; the message says what and what is allowed."""
 
 
 def _flag(name: str) -> str:
@@ -240,20 +237,6 @@ def parse(argv: list[str] | None, description: str) -> Command:
         else Source.parse(args.frozen_coplayer),
         **logging,
     )
-
-
-class ExperimentCommand(NamedTuple):
-    """A parsed experiment command line: the ``scale`` (``config.SCALES``) and why, the results
-    folder, the backbone and algorithm (each brings its defaults at the scale), the other field
-    overrides applied to every run, and the devices."""
-
-    scale: str
-    why: str
-    out: Path
-    backbone: str | None
-    algo: str
-    changes: dict
-    devices: list | None = None
 
 
 def parse_experiment(argv: list[str] | None, description: str, name: str) -> ExperimentCommand:

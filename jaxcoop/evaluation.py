@@ -24,7 +24,7 @@ import numpy as np
 from jaxcoop import reference, strategies
 from jaxcoop.environment import NUM_STATES, C, Game
 from jaxcoop.networks import Agent
-from jaxcoop.rollout import Episodes, Policy, agent_policy, play, tabular_policy
+from jaxcoop.rollout import Episodes, Policy, agent_policy, check_rounds, play, tabular_policy
 
 #: Co-players of the paper's within-episode panels (Fig. 2). A co-player name is a strategy of
 #: ``strategies.NAMED`` or ``"axelrod:<Class>"`` (a memory-one strategy of the Axelrod library,
@@ -96,9 +96,13 @@ def match(a: Player, b: Player, key: jax.Array, num_episodes: int, game: Game) -
     """``num_episodes`` episodes of ``a`` (player 0) against ``b`` (player 1), ``[E, T, 2]``.
     An agent trained with opponent IDs reads a tabular co-player's identity vector (zeros
     against a trained one), as in training. Raises ``ValueError`` for an oracle against a
-    non-tabular co-player or a ``reference.BayesianAgent`` built for another horizon."""
+    non-tabular co-player, a ``reference.BayesianAgent`` built for another horizon, or an
+    agent that cannot play that many rounds (``rollout.check_rounds``: a transformer or a PPI
+    planner beyond its trained horizon)."""
     for me, other in ((a, b), (b, a)):
         reference.check_horizon(me.agent, game.horizon)
+        who = f"the {type(me.agent).__name__}"
+        check_rounds(getattr(me.agent, "max_rounds", None), game.horizon, who)
         oracle = isinstance(me.agent, reference.Reference) and me.agent == reference.ORACLE
         if oracle and other.agent is not None:
             raise ValueError("the oracle knows tabular co-players only; this one is not tabular")

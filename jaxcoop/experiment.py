@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxcoop import environment, evaluation, records, runner, trained
-from jaxcoop.cli import ExperimentCommand, UsageError
+from jaxcoop.commands import ExperimentCommand, UsageError
 from jaxcoop.config import Config, scaled
 from jaxcoop.train import make_player
 from jaxcoop.trained import Source

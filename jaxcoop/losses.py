@@ -34,7 +34,9 @@ def normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
 
 
 class LossInfo(NamedTuple):
-    """Scalars reported per update (means over the batch)."""
+    """Scalars reported per update (means over the batch). ``approx_kl`` and ``clip_fraction``
+    measure how far PPO's update moved from the acting policy; A2C has no such quantity and
+    reports NaN for both."""
 
     total: jax.Array
     policy: jax.Array
@@ -67,8 +69,8 @@ def a2c_loss(
     policy_loss = -jnp.mean(log_prob * advantages)
     value_loss, entropy, rest = _value_and_entropy_terms(logits, values, targets, ent_coef, vf_coef)
     total = policy_loss + rest
-    zero = jnp.zeros(())
-    return total, LossInfo(total, policy_loss, value_loss, entropy, zero, zero)
+    nan = jnp.full((), jnp.nan)  # PPO's measures of the policy's move: none for A2C
+    return total, LossInfo(total, policy_loss, value_loss, entropy, nan, nan)
 
 
 def ppo_loss(

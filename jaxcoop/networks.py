@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxcoop.environment import NUM_ACTIONS
+from jaxcoop.environment import NUM_ACTIONS, NUM_STATES
+from jaxcoop.strategies import OPPONENT_ID_SIZE
 
 Carry = Any
 
@@ -291,6 +292,12 @@ class Agent(nn.Module):
     num_heads: int = 4
     horizon: int = 100
 
+    @property
+    def max_rounds(self) -> int | None:
+        """The longest episode it can play: a transformer's ``horizon`` (it has that many
+        learned positions); ``None`` for the GRU (no positional limit)."""
+        return self.horizon if self.backbone == "transformer" else None
+
     def setup(self):
         self.core = BACKBONES[self.backbone](self)
         self.embed_obs = nn.Dense(self.embed_dim, name="embed_obs")
@@ -337,3 +344,37 @@ class Agent(nn.Module):
     def __call__(self, x: RoundInput, z_BxZ: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Whole episodes ``[T, B]``: logits ``[T, B, 2]`` and values ``[T, B]``."""
         return self._heads(self.features(x, z_BxZ))
+
+
+# --- An agent of a config. ----------------------------------------------------------------------
+
+#: Config fields that fix an agent's architecture: ``Agent``'s fields.
+AGENT_FIELDS = (
+    "backbone",
+    "embed_dim",
+    "hidden_dim",
+    "opponent_id",
+    "num_layers",
+    "num_heads",
+    "horizon",
+)
+
+
+def agent_fields(backbone: str) -> tuple[str, ...]:
+    """The ``AGENT_FIELDS`` that matter for ``backbone`` (the GRU ignores depth, heads, horizon)."""
+    return AGENT_FIELDS[:4] if backbone == "gru" else AGENT_FIELDS
+
+
+def make_agent(config) -> Agent:
+    """The ``Agent`` of a ``config.Config`` (its ``AGENT_FIELDS``)."""
+    return Agent(**{name: getattr(config, name) for name in AGENT_FIELDS})
+
+
+def init_params(agent: Agent, key: jax.Array) -> Any:
+    """Parameters of one agent."""
+    x = RoundInput(
+        obs=jnp.zeros((1, 1, NUM_STATES)),
+        prev_action=jnp.zeros((1, 1), jnp.int32),
+        prev_reward=jnp.zeros((1, 1)),
+    )
+    return agent.init(key, x, jnp.zeros((1, OPPONENT_ID_SIZE)))

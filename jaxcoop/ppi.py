@@ -36,10 +36,10 @@ from flax import linen as nn
 
 from jaxcoop import environment, strategies
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES, START
-from jaxcoop.networks import Agent, RoundInput, shift_right
+from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, init_params, shift_right
 from jaxcoop.rollout import Episodes, Policy, agent_policy, play
+from jaxcoop.state import Metrics, Trainer, TrainState
 from jaxcoop.strategies import OPPONENT_ID_SIZE
-from jaxcoop.train import AGENT_FIELDS, Metrics, Trainer, TrainState
 
 
 class WorldModel(Agent):
@@ -324,7 +324,8 @@ def improved_policy(
 ) -> Policy:
     """The improved policy as a ``rollout.Policy`` for ``play``: each round it reads the token,
     plans with ``q_values`` and returns ``improved_logits``. The rollouts' randomness comes
-    from ``key`` (split every round), so the same key gives the same play."""
+    from ``key`` (split every round), so the same key gives the same play. It plans for
+    ``horizon`` rounds and plays at most that many (``Policy.max_rounds``)."""
 
     def initial_state(num_episodes: int) -> PlannerState:
         return PlannerState(model.initial_carry(num_episodes), jnp.zeros((), jnp.int32), key)
@@ -336,7 +337,7 @@ def improved_policy(
         logits = improved_logits(model.prior(y), q, beta)
         return PlannerState(carry, state.round + 1, key), logits
 
-    return Policy(initial_state, step)
+    return Policy(initial_state, step, max_rounds=horizon)
 
 
 # --- The phase loop. ---------------------------------------------------------------------------
@@ -420,6 +421,11 @@ class Planner(NamedTuple):
     beta: float
     gamma: float
 
+    @property
+    def max_rounds(self) -> int:
+        """It plans for ``horizon`` rounds and plays at most that many."""
+        return self.horizon
+
     def policy(self, params: Any, key: jax.Array, opponent_id: jax.Array | None = None) -> Policy:
         """The improved policy of the model with ``params``, planning with ``key``; the
         co-players' ``opponent_id`` ``[10]`` / ``[E, 10]`` if the model was trained with it."""
@@ -459,8 +465,8 @@ def coplayer_policy(coplayer: Any, params: Any, key: jax.Array) -> Policy:
     return agent_policy(coplayer, params)
 
 
-def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
-    """PPI for ``config`` (``algo="ppi"``) as a ``train.Trainer``; an iteration is a phase.
+def make_trainer(config, coplayer: Any = None) -> Trainer:
+    """PPI for ``config`` (``algo="ppi"``) as a ``state.Trainer``; an iteration is a phase.
 
     Each phase re-initializes every learner's model, trains it for ``ppi_epochs`` passes over
     its data so far (``make_optimizer``; ``ppi_batch_size`` episodes per step, drawn uniformly
@@ -473,7 +479,8 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     appends them. ``init`` fills every learner's dataset
     with D0: ``ppi_pretrain_episodes`` episodes of two U(0, 1) tabular agents (a warm start
     replaces them: ``with_initial_data``). The dataset has a fixed size, so a phase is one
-    jit-compiled program. ``mesh`` lays out seeds and learners only (no episode split yet).
+    jit-compiled program. A run's mesh lays out its seeds and learners only (``runner``); PPI
+    does not split episodes over devices.
 
     ``coplayer``: a frozen co-player, a ``Planner`` (a trained PPI agent, planning) or an
     ``Agent`` (A2C / PPO), its parameters in ``TrainState.coplayer_params`` (``init`` fills them
@@ -486,7 +493,6 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
     ``entropy``, ``approx_kl`` and ``clip_fraction`` are NaN, and so are the frozen
     co-player's fields without one.
     """
-    del mesh
     model, planner = make_model(config), make_planner(config)
     game = environment.make_game(config.game, config.horizon)
     learners = config.num_learners
@@ -521,8 +527,6 @@ def make_trainer(config, coplayer: Any = None, mesh: Any = None) -> Trainer:
         if isinstance(coplayer, Planner):
             coplayer_params = init_model_params(coplayer.model, k_coplayer)
         elif coplayer is not None:
-            from jaxcoop.train import init_params  # ppi builds on train's types
-
             coplayer_params = init_params(coplayer, k_coplayer)
         return TrainState(params, data, key, jnp.zeros((), jnp.int32), coplayer_params)
 

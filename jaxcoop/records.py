@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcoop.config import Config
-from jaxcoop.train import Metrics
+from jaxcoop.state import Metrics
 
 
 class RunFolderError(Exception):

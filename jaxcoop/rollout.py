@@ -67,21 +67,15 @@ class Transition(NamedTuple):
     coplayer_reward: jax.Array
 
 
-#: ``Batch.coplayer_kind`` codes: who sits opposite a seat.
-TABULAR, FROZEN, LEARNER = 0, 1, 2
-
-
 class Batch(NamedTuple):
     """A learner's data for one update.
 
     transition: ``Transition`` ``[T, B]``.
     opponent_id: float32 ``[B, 10]`` (zeros against learners and frozen co-players).
-    coplayer_kind: int32 ``[B]``, ``TABULAR``, ``FROZEN`` or ``LEARNER`` per seat.
     """
 
     transition: Transition
     opponent_id: jax.Array
-    coplayer_kind: jax.Array
 
 
 class FrozenCoplayer(NamedTuple):
@@ -142,10 +136,6 @@ def collect(
     seats = sum(sizes)
     z_others = jnp.zeros((num_learners, seats - num_tabular, strategies.OPPONENT_ID_SIZE))
     z_NxBxZ = shard(jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_others], axis=1), 1)
-    kinds = (TABULAR, FROZEN, LEARNER, LEARNER)
-    coplayer_kind = jnp.concatenate(
-        [jnp.full((n,), kind, jnp.int32) for n, kind in zip(sizes, kinds, strict=True)]
-    )
 
     act = jax.vmap(lambda p, c, x: agent.apply(p, c, x, method=Agent.step))
     env_step = jax.vmap(jax.vmap(environment.step, (None, 0, 0)), (None, 0, 0))
@@ -250,8 +240,7 @@ def collect(
     )
     _, transitions_TxNxB = jax.lax.scan(round_, init, noise)
     transitions = jax.tree.map(lambda x: shard(jnp.moveaxis(x, 0, 1), 2), transitions_TxNxB)
-    kind_NxB = jnp.broadcast_to(coplayer_kind, (num_learners, seats))
-    return Batch(transitions, z_NxBxZ, kind_NxB)
+    return Batch(transitions, z_NxBxZ)
 
 
 # --- Playing any two policies. ------------------------------------------------------------------
@@ -262,10 +251,25 @@ class Policy(NamedTuple):
 
     initial_state(num_episodes) -> state.
     step(state, RoundInput [E]) -> (state, logits float32 [E, 2]).
+    game: the game it was trained for, ``play``'s default (``None``: not known).
+    max_rounds: the longest episode it can play (a transformer's positions, a planner's
+      horizon); ``None``: any length.
     """
 
     initial_state: Callable[[int], Any]
     step: Callable[[Any, RoundInput], tuple[Any, jax.Array]]
+    game: Game | None = None
+    max_rounds: int | None = None
+
+
+def check_rounds(max_rounds: int | None, rounds: int, who: str = "the policy") -> None:
+    """Raise ``ValueError`` naming both numbers if ``rounds`` exceeds ``max_rounds``."""
+    if max_rounds is not None and rounds > max_rounds:
+        raise ValueError(
+            f"{who} can play at most {max_rounds} rounds (it was trained on {max_rounds}-round "
+            f"episodes) and was asked to play a {rounds}-round game; play it with "
+            f"game=jaxcoop.make_game(..., horizon={max_rounds}) or fewer rounds"
+        )
 
 
 def tabular_policy(theta: jax.Array) -> Policy:
@@ -277,8 +281,13 @@ def tabular_policy(theta: jax.Array) -> Policy:
     )
 
 
-def agent_policy(agent: Agent, params: Any, opponent_id: jax.Array | None = None) -> Policy:
-    """A trained agent (unstacked ``params``) as a ``Policy``; ``opponent_id`` ``[10]`` if used."""
+def agent_policy(
+    agent: Agent, params: Any, opponent_id: jax.Array | None = None, game: Game | None = None
+) -> Policy:
+    """A trained agent (unstacked ``params``) as a ``Policy``; ``opponent_id`` ``[10]`` if used;
+    ``game``: the game it was trained for, if known (``play``'s default). A transformer plays
+    at most its ``horizon`` rounds; a GRU any number (beyond its training horizon it
+    extrapolates: ``play`` allows it when given a longer ``game``)."""
 
     def initial_state(num_episodes):
         z = jnp.zeros(strategies.OPPONENT_ID_SIZE) if opponent_id is None else opponent_id
@@ -289,7 +298,20 @@ def agent_policy(agent: Agent, params: Any, opponent_id: jax.Array | None = None
         state, logits, _ = agent.apply(params, state, x, method=Agent.step)
         return state, logits
 
-    return Policy(initial_state, step)
+    return Policy(initial_state, step, game, agent.max_rounds)
+
+
+def trained_game(policies) -> Game:
+    """The game ``policies`` were trained for (``Policy.game``; the first that knows it), else
+    the paper's 100-round prisoner's dilemma; ``ValueError`` if they disagree on the length."""
+    games = [g for g in (getattr(p, "game", None) for p in policies) if g is not None]
+    if len({g.horizon for g in games}) > 1:
+        lengths = " and ".join(f"{g.horizon}-round" for g in games)
+        raise ValueError(
+            f"the policies were trained on {lengths} episodes; say which game to play "
+            "with game=jaxcoop.make_game(...)"
+        )
+    return games[0] if games else environment.make_game()
 
 
 class Episodes(NamedTuple):
@@ -310,14 +332,21 @@ def play(
 
     A policy is anything with ``initial_state`` and ``step`` as in ``Policy`` (a ``Policy``, a
     loaded ``TrainedAgent``) or a tabular strategy array ``[5]`` / ``[E, 5]``.
-    ``game`` defaults to the paper's 100-round prisoner's dilemma.
+    ``game`` defaults to the game a policy was trained for (``Policy.game``; a loaded
+    ``TrainedAgent`` knows it), else the paper's 100-round prisoner's dilemma.
+
+    Raises ``ValueError``, before anything is traced, when a policy cannot play ``game``'s
+    length (``Policy.max_rounds``: a transformer beyond its trained horizon) or, without
+    ``game``, when the two policies were trained for games of different lengths.
     """
-    game = environment.make_game() if game is None else game
 
     def as_policy(p):
         return p if hasattr(p, "initial_state") and hasattr(p, "step") else tabular_policy(p)
 
     policies = [as_policy(p) for p in (policy_a, policy_b)]
+    game = trained_game(policies) if game is None else game
+    for who, policy in zip(("policy_a", "policy_b"), policies, strict=True):
+        check_rounds(getattr(policy, "max_rounds", None), game.horizon, who)
     env_step = jax.vmap(environment.step, (None, 0, 0))
 
     def round_(carry, key):

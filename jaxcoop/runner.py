@@ -20,7 +20,8 @@ from jaxcoop import checkpoints, evaluation, figures, loggers, ppi, records, sha
 from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
 from jaxcoop.records import RunFolderError
-from jaxcoop.train import Metrics, Trainer, TrainState, make_player, make_trainer
+from jaxcoop.state import Metrics, Trainer, TrainState
+from jaxcoop.train import make_player, make_trainer
 
 
 def _fmt_duration(seconds: float) -> str:

@@ -9,96 +9,25 @@ its own parameters and optimizer state, no parameter sharing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 from jax.sharding import Mesh
 
-from jaxcoop import environment, losses, rollout, sharding, strategies
+from jaxcoop import environment, losses, ppi, rollout, sharding, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
-from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.networks import Agent, init_params, make_agent
 from jaxcoop.sharding import Sharder, no_sharding
-
-
-@struct.dataclass
-class TrainState:
-    """Everything a run carries between iterations (learner axis ``[N]`` first where stacked).
-    ``opt_state`` is every learner's optimizer state; PPI keeps its dataset there instead
-    (``ppi.Dataset``)."""
-
-    params: Any
-    opt_state: Any
-    key: jax.Array
-    iteration: jax.Array
-    coplayer_params: Any = None  # the frozen co-player's parameters (unstacked), if there is one
-
-
-class Metrics(NamedTuple):
-    """Per-iteration, per-learner scalars (``[N]``; ``[I, N]`` after scanning, ``[S, I, N]`` over
-    seeds). Rewards are raw game rewards per round; cooperation is the fraction of C actions.
-    ``*_vs_tabular`` are NaN when there are no tabular episodes, ``*_vs_learner`` when there are
-    no learner episodes, ``*frozen*`` when there is no frozen co-player. ``tabular_reward`` is
-    the tabular co-players' own reward per round; ``frozen_reward`` / ``frozen_coop`` are the
-    frozen co-player's reward and cooperation in its episodes against the learner.
-    """
-
-    reward_vs_learner: jax.Array
-    coop_vs_learner: jax.Array
-    reward_vs_tabular: jax.Array
-    coop_vs_tabular: jax.Array
-    tabular_reward: jax.Array
-    reward_vs_frozen: jax.Array
-    coop_vs_frozen: jax.Array
-    frozen_reward: jax.Array
-    frozen_coop: jax.Array
-    loss: jax.Array
-    policy_loss: jax.Array
-    value_loss: jax.Array
-    entropy: jax.Array
-    approx_kl: jax.Array
-    clip_fraction: jax.Array
-    grad_norm: jax.Array
-
-
-class Trainer(NamedTuple):
-    """Pure functions of one run: ``init(key)``, ``iteration(state)``, ``chunk(state)``."""
-
-    init: Callable[[jax.Array], TrainState]
-    iteration: Callable[[TrainState], tuple[TrainState, Metrics]]
-    chunk: Callable[[TrainState], tuple[TrainState, Metrics]]
-
-
-#: Config fields that fix an agent's architecture: ``Agent``'s fields.
-AGENT_FIELDS = (
-    "backbone",
-    "embed_dim",
-    "hidden_dim",
-    "opponent_id",
-    "num_layers",
-    "num_heads",
-    "horizon",
-)
-
-
-def agent_fields(backbone: str) -> tuple[str, ...]:
-    """The ``AGENT_FIELDS`` that matter for ``backbone`` (the GRU ignores depth, heads, horizon)."""
-    return AGENT_FIELDS[:4] if backbone == "gru" else AGENT_FIELDS
-
-
-def make_agent(config: Config) -> Agent:
-    return Agent(**{name: getattr(config, name) for name in AGENT_FIELDS})
+from jaxcoop.state import Metrics, Trainer, TrainState
 
 
 def make_player(config: Config) -> Any:
     """What acts for a trained learner of ``config`` in ``evaluation``: its ``Agent``, or for
     PPI the ``ppi.Planner`` (the improved policy of its model)."""
     if config.algo == "ppi":
-        from jaxcoop import ppi  # ppi builds on this module's types
-
         return ppi.make_planner(config)
     return make_agent(config)
 
@@ -108,16 +37,6 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adam(config.lr, eps=config.adam_eps),
     )
-
-
-def init_params(agent: Agent, key: jax.Array) -> Any:
-    """Parameters of one agent."""
-    x = RoundInput(
-        obs=jnp.zeros((1, 1, environment.NUM_STATES)),
-        prev_action=jnp.zeros((1, 1), jnp.int32),
-        prev_reward=jnp.zeros((1, 1)),
-    )
-    return agent.init(key, x, jnp.zeros((1, strategies.OPPONENT_ID_SIZE)))
 
 
 def _mean_or_nan(x: jax.Array) -> jax.Array:
@@ -236,7 +155,6 @@ def make_update(
             mb = rollout.Batch(
                 jax.tree.map(lambda x: shard(pick(x, 1), 1, learners=False), t),
                 shard(pick(batch.opponent_id, 0), 0, learners=False),
-                shard(pick(batch.coplayer_kind, 0), 0, learners=False),
             )
             return (
                 mb,
@@ -275,9 +193,7 @@ def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None)
     ``algo="ppi"`` gives ``ppi.make_trainer``'s (an iteration is a PPI phase).
     """
     if config.algo == "ppi":
-        from jaxcoop import ppi  # ppi builds on this module's types
-
-        return ppi.make_trainer(config, coplayer, mesh)
+        return ppi.make_trainer(config, coplayer)
     game = environment.make_game(config.game, config.horizon)
     agent = make_agent(config)
     optimizer = make_optimizer(config)

@@ -14,19 +14,22 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import checkpoints, environment, ppi, reference, strategies
+from jaxcoop import environment, ppi, reference, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
-from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, agent_fields, make_agent
 from jaxcoop.records import RunFolderError, read_config
 from jaxcoop.rollout import Policy, agent_policy
-from jaxcoop.train import AGENT_FIELDS, agent_fields, make_agent, make_trainer
+from jaxcoop.train import make_trainer
+
+if TYPE_CHECKING:
+    from jaxcoop.checkpoints import Checkpoint
 
 #: The ``--frozen-coplayer`` source of the Bayesian in-context learner (``reference``).
 BAYES = "bayes"
@@ -67,6 +70,8 @@ class Loaded(NamedTuple):
 
 def load(run_dir: Path, step: int | None = None) -> Loaded:
     """The parameters of every seed and learner of a run's newest (or ``step``) checkpoint."""
+    from jaxcoop import checkpoints  # orbax, imported when a run is read, not by ``import jaxcoop``
+
     config, _ = read_config(run_dir)
     ckpt = checkpoints.restore(run_dir, step)
     return Loaded(config, ckpt.params, int(ckpt.meta["iteration"]), ckpt.path)
@@ -81,10 +86,12 @@ class TrainedAgent:
     """One learner of one seed of a trained run, as a policy.
 
     ``initial_state(num_episodes)`` / ``step(state, RoundInput [E])`` make it a policy for
-    ``jaxcoop.play``; ``cooperate_probability(my_moves, their_moves)`` answers one round at a
-    time for external tools.
+    ``jaxcoop.play`` (which plays its ``game`` by default and refuses, for a transformer, a
+    longer one: ``max_rounds``); ``cooperate_probability(my_moves, their_moves)`` answers one
+    round at a time for external tools, for histories shorter than its trained horizon.
 
-    Attributes: ``agent`` (module), ``params`` (unstacked), ``config`` (the run's), ``game``,
+    Attributes: ``agent`` (module), ``params`` (unstacked), ``config`` (the run's), ``game``
+    (the game it was trained on), ``max_rounds`` (the longest game it can play, ``None``: any),
     ``run_dir``, ``learner``, ``seed``, ``iteration`` (of the checkpoint). An agent trained with
     the opponent-ID ablation gets an all-zero identity vector, as it did against learners.
     """
@@ -93,7 +100,8 @@ class TrainedAgent:
         self.agent, self.params, self.config = agent, params, config
         self.run_dir, self.learner, self.seed, self.iteration = run_dir, learner, seed, iteration
         self.game = environment.make_game(config.game, config.horizon)
-        self.policy: Policy = agent_policy(agent, params)
+        self.policy: Policy = agent_policy(agent, params, game=self.game)
+        self.max_rounds = self.policy.max_rounds
 
     def __repr__(self) -> str:
         return (
@@ -280,12 +288,12 @@ def state_shapes(config: Config, trainer: Any) -> Any:
     return jax.eval_shape(jax.vmap(trainer.init), keys)
 
 
-def restore_state(
-    run_dir: Path, step: int, config: Config, coplayer: Any = None
-) -> checkpoints.Checkpoint:
+def restore_state(run_dir: Path, step: int, config: Config, coplayer: Any = None) -> Checkpoint:
     """The checkpoint at ``step`` of a run of ``config`` (frozen ``coplayer``, if any) with its
     whole ``TrainState``. A PPI dataset comes back as saved, sized for the ``num_iterations``
     the run had then (a resumed run may have been given more: ``ppi.resize_dataset``)."""
+    from jaxcoop import checkpoints  # orbax, imported when a run is read, not by ``import jaxcoop``
+
     if config.algo == "ppi":
         saved = checkpoints.restore(run_dir, step).meta["config"]["num_iterations"]
         config = config.replace(num_iterations=saved)
@@ -422,4 +430,11 @@ def resolve_warm_start(
         coplayer_params = jax.tree.map(lambda x: x[index, learner], loaded.params)
         record["frozen_coplayer"] = _agent_record(frozen, loaded, learner)
         coplayer = coplayer_agent(record["frozen_coplayer"])
+        limit = getattr(coplayer, "max_rounds", None)
+        if limit is not None and limit < config.horizon:
+            raise RunFolderError(
+                f"--frozen-coplayer {frozen} was trained on {limit}-round episodes and can play "
+                f"at most {limit} rounds (a transformer's positions); this run plays "
+                f"horizon={config.horizon}"
+            )
     return WarmStart(params, coplayer, coplayer_params, record, data)

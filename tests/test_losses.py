@@ -87,6 +87,8 @@ def test_a2c_loss_terms_match_hand_computed_values():
     # total = policy + 0.5 * value - 0.1 * entropy = 0.549306 + 1.0625 - 0.062774
     np.testing.assert_allclose(total, A2C_POLICY + 0.5 * A2C_VALUE - 0.1 * A2C_ENTROPY, rtol=1e-5)
     np.testing.assert_allclose(info.total, total)
+    # A2C does not measure how far an update moves from the acting policy: NaN, not 0.
+    assert np.isnan(info.approx_kl) and np.isnan(info.clip_fraction)
 
 
 # --- PPO: one step, logits [0, 0] (pi(a) = 1/2), clip_eps = 0.2. -------------------------------

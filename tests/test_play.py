@@ -101,3 +101,107 @@ def test_untrained_agent_plays_tit_for_tat():
     # Tit-for-tat opens with C and then copies the agent's previous move.
     np.testing.assert_array_equal(actions[:, 0, 1], C)
     np.testing.assert_array_equal(actions[:, 1:, 1], actions[:, :-1, 0])
+
+
+# --- A policy's trained game: play's default, and the longest game it can play. ---------------
+
+
+@pytest.fixture(scope="module")
+def tiny_agents():
+    """Untrained GRU and transformer agents of the tiny preset (8-round episodes)."""
+    out = {}
+    for backbone in ("gru", "transformer"):
+        config = jaxcoop.preset("tiny", backbone)
+        agent = jaxcoop.make_agent(config)
+        out[backbone] = (config, agent, train.init_params(agent, jax.random.key(0)))
+    return out
+
+
+def _spy(policy, calls):
+    """``policy`` with a ``step`` that records every call (a call means it is being traced)."""
+    return policy._replace(step=lambda s, x: (calls.append(1), policy.step(s, x))[1])
+
+
+def test_a_transformer_refuses_a_game_longer_than_its_horizon_before_tracing(tiny_agents):
+    config, agent, params = tiny_agents["transformer"]
+    assert agent.max_rounds == config.horizon == 8
+    calls = []
+    policy = _spy(jaxcoop.agent_policy(agent, params), calls)
+    message = r"at most 8 rounds .* a 100-round game"
+    with pytest.raises(ValueError, match=message):  # no game given: the 100-round default
+        jaxcoop.play(policy, strategies.tit_for_tat(), jax.random.key(1), 4)
+    with pytest.raises(ValueError, match=r"policy_b can play at most 8 rounds .* 9-round"):
+        jaxcoop.play(
+            strategies.tit_for_tat(), policy, jax.random.key(1), 4, environment.make_game("ipd", 9)
+        )
+    assert calls == []  # refused before the policy was traced
+    episodes = jaxcoop.play(
+        policy, strategies.tit_for_tat(), jax.random.key(1), 4, environment.make_game("ipd", 5)
+    )
+    assert episodes.actions.shape == (4, 5, 2) and calls  # shorter games are fine
+
+
+def test_play_defaults_to_the_game_a_policy_was_trained_for(tiny_agents):
+    for backbone in ("gru", "transformer"):
+        config, agent, params = tiny_agents[backbone]
+        game = jaxcoop.make_game("stag-hunt", config.horizon)
+        policy = jaxcoop.agent_policy(agent, params, game=game)
+        episodes = jaxcoop.play(policy, strategies.tit_for_tat(), jax.random.key(1), 4)
+        assert episodes.actions.shape == (4, 8, 2), backbone
+        payoffs = np.asarray(game.payoffs)
+        a = np.asarray(episodes.actions)
+        np.testing.assert_array_equal(episodes.rewards, payoffs[a[..., 0], a[..., 1]])
+
+
+def test_a_gru_may_play_longer_than_it_was_trained_for_when_asked(tiny_agents):
+    """The GRU has no positional limit: given a longer game it plays it (it extrapolates)."""
+    config, agent, params = tiny_agents["gru"]
+    assert agent.max_rounds is None
+    policy = jaxcoop.agent_policy(agent, params, game=jaxcoop.make_game("ipd", config.horizon))
+    episodes = jaxcoop.play(
+        policy, strategies.tit_for_tat(), jax.random.key(1), 4, jaxcoop.make_game("ipd", 20)
+    )
+    assert episodes.actions.shape == (4, 20, 2)
+
+
+def test_policies_trained_for_different_lengths_need_an_explicit_game(tiny_agents):
+    _, agent, params = tiny_agents["gru"]
+    a = jaxcoop.agent_policy(agent, params, game=jaxcoop.make_game("ipd", 8))
+    b = jaxcoop.agent_policy(agent, params, game=jaxcoop.make_game("ipd", 12))
+    with pytest.raises(ValueError, match="trained on 8-round and 12-round episodes"):
+        jaxcoop.play(a, b, jax.random.key(1), 4)
+    assert (
+        jaxcoop.play(a, b, jax.random.key(1), 4, jaxcoop.make_game("ipd", 6)).actions.shape[1] == 6
+    )
+
+
+def test_a_loaded_agent_plays_its_own_game_and_refuses_a_longer_one(tiny_agents, tmp_path):
+    """``TrainedAgent`` (built by hand here: ``load_agent`` builds it from a checkpoint)."""
+    from jaxcoop.trained import TrainedAgent
+
+    for backbone in ("gru", "transformer"):
+        config, agent, params = tiny_agents[backbone]
+        loaded = TrainedAgent(agent, params, config, tmp_path, 0, 0, 6)
+        episodes = jaxcoop.play(loaded, strategies.always_cooperate(), jax.random.key(2), 4)
+        assert episodes.actions.shape == (4, config.horizon, 2), backbone
+        with pytest.raises(ValueError, match="trained on 8-round episodes"):
+            loaded.cooperate_probability("C" * 8, "D" * 8)
+        assert 0 < loaded.cooperate_probability("C" * 7, "D" * 7) < 1
+    assert loaded.max_rounds == 8
+    with pytest.raises(ValueError, match=r"at most 8 rounds .* a 100-round game"):
+        jaxcoop.play(
+            loaded, strategies.always_cooperate(), jax.random.key(2), 4, environment.make_game()
+        )
+
+
+def test_evaluation_refuses_a_transformer_or_a_planner_beyond_its_horizon(tiny_agents):
+    from jaxcoop import evaluation, ppi
+
+    _, agent, params = tiny_agents["transformer"]
+    tft = evaluation.tabular(strategies.tit_for_tat())
+    game = jaxcoop.make_game("ipd", 9)
+    with pytest.raises(ValueError, match=r"the Agent can play at most 8 rounds .* 9-round"):
+        evaluation.match(evaluation.Player(agent, params), tft, jax.random.key(0), 4, game)
+    planner = ppi.make_planner(jaxcoop.preset("tiny", algo="ppi"))
+    with pytest.raises(ValueError, match=r"the Planner can play at most 8 rounds .* 9-round"):
+        evaluation.match(tft, evaluation.Player(planner, None), jax.random.key(0), 4, game)

@@ -333,9 +333,16 @@ def test_ppi_learns_to_defect_against_always_cooperate(tiny_ppi):
     np.testing.assert_allclose(last.reward_vs_tabular, 2 - last.coop_vs_tabular, atol=1e-6)
     # Always-cooperate earns 1 against C and -1 against D.
     np.testing.assert_allclose(last.tabular_reward, 2 * last.coop_vs_tabular - 1, atol=1e-6)
-    assert np.all(np.isfinite(first.loss)) and np.all(
-        first.loss > first.policy_loss + first.value_loss
-    )
+    # The model's loss and its parts after the first phase's fit (160 steps on D0): the reward
+    # is a function of the next observation, so its NLL is near 0 (about 0.5 untrained); the
+    # next observation is one of the two states consistent with the own action, so its NLL
+    # (the rest of the loss) is near log 2, far below the untrained log 5 but above 0 (D0's
+    # random co-players cannot be predicted); the own action is D0's coin flip (NLL ~ log 2).
+    obs_nll = first.loss - first.policy_loss - first.value_loss
+    assert np.all(np.isfinite(first.loss))
+    assert np.all(first.value_loss < 0.01), first.value_loss
+    assert np.all((obs_nll > 0.3) & (obs_nll < 1.0)), obs_nll
+    assert np.all((first.policy_loss > 0.3) & (first.policy_loss < np.log(2) + 0.05))
 
 
 def test_ppi_dataset_grows_by_each_phases_episodes_seen_from_both_seats(tiny_ppi):

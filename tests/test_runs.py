@@ -330,9 +330,10 @@ def test_load_agent_answers_round_by_round_like_the_batched_policy(source_run):
         )
 
 
-def _constant_policy_run(write_run, tmp_path, name: str, p_cooperate: float) -> Path:
+def _constant_policy_run(write_run, tmp_path, name: str, p_cooperate: float, base=TINY) -> Path:
     """A run folder whose learners cooperate with probability ``p_cooperate`` in every round
-    (policy head: zero kernel, bias log-odds), written through the checkpoint writer."""
+    (policy head: zero kernel, bias log-odds), written through the checkpoint writer; its
+    config is ``base`` with one seed, one learner and only tabular co-players."""
     logit = float(np.log(p_cooperate / (1 - p_cooperate)))
 
     def constant(params):
@@ -341,7 +342,7 @@ def _constant_policy_run(write_run, tmp_path, name: str, p_cooperate: float) -> 
         bias = np.broadcast_to(np.array([logit, 0.0], np.float32), head["bias"].shape)
         head["bias"] = bias.copy()
 
-    config = TINY.replace(num_seeds=1, num_learners=1, p_tabular=1.0)
+    config = base.replace(num_seeds=1, num_learners=1, p_tabular=1.0)
     return write_run(tmp_path / name, config, constant)
 
 
@@ -457,6 +458,16 @@ def test_a_run_with_a_frozen_coplayer_resumes_without_its_source(write_run, tmp_
     history = records.read_metrics(out)
     np.testing.assert_array_equal(history["frozen_coop"], 0.0)
     assert history["frozen_coop"].shape == (1, 6, 1)
+
+
+def test_a_frozen_transformer_refuses_a_run_longer_than_its_horizon(write_run, tmp_path):
+    """Its positions end at its trained horizon: a longer run would clamp them silently."""
+    base = jaxcoop.preset("tiny", "transformer")
+    source = _constant_policy_run(write_run, tmp_path, "short", 0.5, base)
+    with pytest.raises(RunFolderError, match=r"trained on 8-round episodes .* horizon=12"):
+        trained.resolve_warm_start(TINY.replace(horizon=12), frozen=trained.Source(source))
+    warm = trained.resolve_warm_start(TINY, frozen=trained.Source(source))  # 8 rounds: fine
+    assert warm.coplayer.max_rounds == 8
 
 
 def test_a_frozen_coplayer_needs_non_tabular_episodes(source_run):

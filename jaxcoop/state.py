@@ -1,0 +1,60 @@
+"""What a training run carries and reports, for every algorithm: ``TrainState``, ``Metrics`` and
+the ``Trainer`` functions (``make_trainer`` builds them; ``records`` and ``checkpoints`` read and
+write them without needing the training program)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run carries between iterations (learner axis ``[N]`` first where stacked).
+    ``opt_state`` is every learner's optimizer state; PPI keeps its dataset there instead
+    (``ppi.Dataset``)."""
+
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    iteration: jax.Array
+    coplayer_params: Any = None  # the frozen co-player's parameters (unstacked), if there is one
+
+
+class Metrics(NamedTuple):
+    """Per-iteration, per-learner scalars (``[N]``; ``[I, N]`` after scanning, ``[S, I, N]`` over
+    seeds). Rewards are raw game rewards per round; cooperation is the fraction of C actions.
+    ``*_vs_tabular`` are NaN when there are no tabular episodes, ``*_vs_learner`` when there are
+    no learner episodes, ``*frozen*`` when there is no frozen co-player. ``tabular_reward`` is
+    the tabular co-players' own reward per round; ``frozen_reward`` / ``frozen_coop`` are the
+    frozen co-player's reward and cooperation in its episodes against the learner.
+    ``approx_kl`` and ``clip_fraction`` are PPO's (NaN with A2C).
+    """
+
+    reward_vs_learner: jax.Array
+    coop_vs_learner: jax.Array
+    reward_vs_tabular: jax.Array
+    coop_vs_tabular: jax.Array
+    tabular_reward: jax.Array
+    reward_vs_frozen: jax.Array
+    coop_vs_frozen: jax.Array
+    frozen_reward: jax.Array
+    frozen_coop: jax.Array
+    loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    grad_norm: jax.Array
+
+
+class Trainer(NamedTuple):
+    """Pure functions of one run: ``init(key)``, ``iteration(state)``, ``chunk(state)``."""
+
+    init: Callable[[jax.Array], TrainState]
+    iteration: Callable[[TrainState], tuple[TrainState, Metrics]]
+    chunk: Callable[[TrainState], tuple[TrainState, Metrics]]
