@@ -1,6 +1,6 @@
 """Reference players against the paper's U(0, 1) pool: what in-context inference can earn there.
 
-python -m experiments.reference --horizon 100 --episodes 10000 --out docs/reference/t100.json
+python -m experiments.reference --horizon 100 --episodes 10000 --out docs/reference/pool-t100.json
 
 Always-defect, always-cooperate, tit-for-tat, the oracle (knows each co-player's five
 probabilities) and the Bayesian in-context learner (``jaxcoop.reference``) each play the same

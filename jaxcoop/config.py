@@ -306,8 +306,8 @@ def step3_mutual() -> Config:
 
 
 def cpu() -> Config:
-    """The mixed pool scaled to a 2-core CPU (3 seeds in about 9.5 minutes; README, "The cpu
-    preset"): ``scaled("mixed-pool", "cpu")``."""
+    """The mixed pool scaled to a 2-core CPU (docs/cpu-preset.md): ``scaled("mixed-pool",
+    "cpu")``."""
     return scaled("mixed-pool", "cpu")
 
 
