@@ -240,7 +240,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
 
 
 def parse_experiment(argv: list[str] | None, description: str, name: str) -> ExperimentCommand:
-    """Parse an experiment's command line: ``--preset {paper,cpu,tiny}`` (the scale; default
+    """Parse an experiment's command line: ``--preset`` (the scale, ``config.SCALES``; default
     paper on an accelerator, cpu otherwise), ``--out``, ``--devices`` and any config field flag
     (``--algo ppo``, ``--backbone transformer``, ``--num-seeds 5``), applied to every run."""
     p = ArgumentParser(
@@ -252,7 +252,8 @@ def parse_experiment(argv: list[str] | None, description: str, name: str) -> Exp
         "--preset",
         choices=SCALES,
         help="the scale: paper (Table 2, 10 seeds; for accelerators), cpu (2 CPU cores, about "
-        "20 minutes), tiny (seconds); default: paper on an accelerator, cpu otherwise",
+        "20 minutes), cpu-long (the paper's pool at 100 rounds on a CPU: hours per run), tiny "
+        "(seconds); default: paper on an accelerator, cpu otherwise",
     )
     p.add_argument(
         "--out",

@@ -311,6 +311,12 @@ def cpu() -> Config:
     return scaled("mixed-pool", "cpu")
 
 
+def cpu_long() -> Config:
+    """The mixed pool with the paper's pool at 100 rounds on a 2-core CPU, for hours
+    (docs/paper-pool.md): ``scaled("mixed-pool", "cpu-long")``."""
+    return scaled("mixed-pool", "cpu-long")
+
+
 def tiny() -> Config:
     """Seconds end to end: tests and smoke checks (``scaled("mixed-pool", "tiny")``)."""
     return scaled("mixed-pool", "tiny")
@@ -324,15 +330,18 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "step2-extort": step2_extort,
     "step3-mutual": step3_mutual,
     "cpu": cpu,
+    "cpu-long": cpu_long,
     "tiny": tiny,
 }
 
 
 #: The scale of each preset below the paper's (``preset`` switches backbones at that scale).
-PRESET_SCALES = {"cpu": "cpu", "tiny": "tiny"}
+PRESET_SCALES = {"cpu": "cpu", "cpu-long": "cpu-long", "tiny": "tiny"}
 #: Presets at the paper's scale: the ones ``scaled`` resizes.
 PAPER_PRESETS = tuple(name for name in PRESETS if name not in PRESET_SCALES)
-SCALES = ("paper", "cpu", "tiny")
+SCALES = ("paper", "cpu", "cpu-long", "tiny")
+#: Scales that take their backbone and algorithm defaults from another scale.
+_DEFAULTS_OF = {"cpu-long": "cpu"}
 
 #: What a scale changes in a paper preset (``scaled``): ``"*"`` for every preset, then per
 #: preset. The cpu scale is the ``cpu`` preset found by ``python -m experiments.cpu_search``
@@ -343,6 +352,21 @@ SCALES = ("paper", "cpu", "tiny")
 #: episodes, entropy 0.03 and reward rescaling 0.1. The other presets keep their Table 2
 #: hyperparameters.
 _CPU_MIXED = dict(p_tabular=0.75, ent_coef=0.03, reward_scale=0.1)
+#: The cpu-long scale (docs/paper-pool.md): the paper's pool and horizon, a 32-unit GRU, runs of
+#: hours. Step 1 is the step-1 ladder's setting (1,024 episodes, 96k updates); steps 2 and 3 are
+#: the sizes of the step-2/3 runs against the Bayesian learner (512 episodes, 3 seeds); the mixed
+#: pool and its ablations take the step-1 A2C settings (lr 5e-3, reward rescaling 0.2, GAE 0.99,
+#: entropy 0.001) with 512 episodes per learner: with Fig. 1's own settings at this size the
+#: learners defected everywhere within 9,000 updates, and with these the step-1 ladder became an
+#: in-context learner.
+_LONG_MIXED = dict(
+    num_episodes=512,
+    lr=5e-3,
+    reward_scale=0.2,
+    gae_lambda=0.99,
+    ent_coef=0.001,
+    num_iterations=96_000,
+)
 SCALE_CHANGES: dict[str, dict[str, dict]] = {
     "paper": {"*": dict(num_seeds=10)},
     "cpu": {
@@ -358,6 +382,30 @@ SCALE_CHANGES: dict[str, dict[str, dict]] = {
         "mixed-pool": _CPU_MIXED,
         "opponent-id": _CPU_MIXED,
         "no-tabular": {**_CPU_MIXED, "p_tabular": 0.0},
+    },
+    "cpu-long": {
+        "*": dict(
+            horizon=100,
+            hidden_dim=32,
+            pool="uniform",
+            num_seeds=1,
+            chunk_iterations=100,
+            checkpoint_every=1000,
+        ),
+        "mixed-pool": _LONG_MIXED,
+        "opponent-id": _LONG_MIXED,
+        "no-tabular": {**_LONG_MIXED, "p_tabular": 0.0},
+        "step1-tabular": dict(num_episodes=1024, num_iterations=96_000),
+        "step2-extort": dict(
+            num_episodes=512,
+            num_seeds=3,
+            num_iterations=2_000,
+            chunk_iterations=50,
+            checkpoint_every=500,
+        ),
+        "step3-mutual": dict(
+            num_episodes=512, num_seeds=3, num_iterations=3_000, checkpoint_every=500
+        ),
     },
     "tiny": {
         "*": dict(
@@ -436,7 +484,8 @@ ALGO_DEFAULTS: dict[str, dict[str, dict]] = {
 def _switch_algo(config: Config, algo: str | None, scale: str) -> Config:
     if algo is None or algo == config.algo:
         return config
-    return config.replace(algo=algo, **ALGO_DEFAULTS.get(algo, {}).get(scale, {}))
+    defaults = ALGO_DEFAULTS.get(algo, {}).get(_DEFAULTS_OF.get(scale, scale), {})
+    return config.replace(algo=algo, **defaults)
 
 
 def _switch_backbone(config: Config, backbone: str | None, scale: str) -> Config:
@@ -446,7 +495,9 @@ def _switch_backbone(config: Config, backbone: str | None, scale: str) -> Config
         raise ValueError(
             f"config field backbone={backbone!r} is invalid; allowed: {sorted(BACKBONES)}"
         )
-    return config.replace(backbone=backbone, **BACKBONE_DEFAULTS[backbone][scale])
+    return config.replace(
+        backbone=backbone, **BACKBONE_DEFAULTS[backbone][_DEFAULTS_OF.get(scale, scale)]
+    )
 
 
 def preset(name: str, backbone: str | None = None, algo: str | None = None) -> Config:

@@ -127,6 +127,33 @@ def test_ppi_brings_its_scale_defaults_and_flags_still_win():
     assert (config.algo, config.ppi_epochs, config.num_episodes) == ("ppi", 10, 512)
 
 
+def test_the_cpu_long_scale_keeps_the_papers_pool_and_horizon_and_changes_the_sizes():
+    from jaxcoop.config import scaled
+
+    for name in jaxcoop.config.PAPER_PRESETS:
+        config = scaled(name, "cpu-long")
+        assert (config.pool, config.horizon, config.hidden_dim) == ("uniform", 100, 32), name
+        assert config.p_tabular == jaxcoop.preset(name).p_tabular, name  # the pool mix too
+    mixed = jaxcoop.preset("cpu-long")
+    assert mixed == scaled("mixed-pool", "cpu-long")
+    # The mixed pool takes the step-1 A2C settings, at 512 episodes per learner.
+    step1 = jaxcoop.preset("step1-tabular")
+    assert (mixed.lr, mixed.reward_scale, mixed.gae_lambda, mixed.ent_coef) == (
+        step1.lr,
+        step1.reward_scale,
+        step1.gae_lambda,
+        step1.ent_coef,
+    )
+    assert (mixed.num_episodes, mixed.num_learners, mixed.num_iterations) == (512, 2, 96_000)
+    assert scaled("opponent-id", "cpu-long") == mixed.replace(opponent_id=True)
+    assert scaled("no-tabular", "cpu-long") == mixed.replace(p_tabular=0.0)
+    # Backbones and algorithms bring their cpu defaults.
+    assert jaxcoop.preset("cpu-long", "transformer").hidden_dim == 32
+    assert jaxcoop.preset("cpu-long", algo="ppi").ppi_epochs == 40
+    config, *_ = cli.parse(["--preset", "cpu-long", "--num-iterations", "200"], "t")
+    assert (config.horizon, config.num_iterations) == (100, 200)
+
+
 def test_resumable_fields_are_the_only_ones_program_differences_ignore():
     base = jaxcoop.preset("tiny")
     changed = base.replace(num_iterations=12, checkpoint_every=6, keep_checkpoints=1)
