@@ -85,6 +85,7 @@ def test_matmul_peak_is_a_positive_finite_rate():
     assert math.isfinite(peak) and peak > 0
 
 
+@pytest.mark.slow  # about 95 CPU-s; the device check's test covers a sweep record
 def test_a_quick_sweep_writes_every_field_and_prints_the_table(tmp_path, capsys):
     out = tmp_path / "results" / "sps.json"  # the folder is created
     assert cli.main_guard(sps.main, ["--quick", "--algos", "ppo", "--out", str(out)]) == 0

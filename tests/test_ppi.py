@@ -386,6 +386,7 @@ def ppi_run(tmp_path_factory):
     return config, run_dir
 
 
+@pytest.mark.slow  # about 70-130 CPU-s
 def test_the_q_check_script_replays_the_run_against_the_real_coplayers(ppi_run):
     from experiments.q_check import q_table
 
@@ -429,6 +430,7 @@ def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(ppi_run,
     assert (run_dir / records.METRICS_FILE).read_bytes() == whole
 
 
+@pytest.mark.slow  # about 70-130 CPU-s
 def test_a_ppi_run_resumed_with_more_phases_grows_its_dataset_and_repeats_its_phases(
     ppi_run, tmp_path
 ):
@@ -539,6 +541,7 @@ def test_ppi_warm_starts_take_the_sources_newest_episodes_and_its_planner(ppi_ru
         trained.resolve_warm_start(new.replace(ppi_pretrain_episodes=10**6), [source])
 
 
+@pytest.mark.slow  # about 70-130 CPU-s
 def test_ppi_with_opponent_id_keeps_each_episodes_identity():
     from jaxcoop.config import preset
 
