@@ -483,6 +483,7 @@ def test_with_initial_data_replaces_d0_and_nothing_else():
     assert ppi.with_initial_data(ppi.Dataset(actions), warm).opponent_id is None
 
 
+@pytest.mark.slow  # about 85 CPU-s
 def test_ppi_warm_starts_take_the_sources_newest_episodes_and_its_planner(ppi_run, tmp_path):
     from jaxcoop import checkpoints, records, runner, trained
 

@@ -67,17 +67,15 @@ def test_checkpoints_hold_the_final_state_metrics_and_config(source_run):
     assert ckpt.meta["iteration"] == 4 and ckpt.meta["config"] == TINY.to_dict()
 
 
-def test_only_the_newest_checkpoints_are_kept(tmp_path):
-    config = TINY.replace(num_seeds=1, num_iterations=5, chunk_iterations=1, keep_checkpoints=2)
+def test_checkpoints_every_k_chunks_always_at_the_end_and_only_the_newest_kept(tmp_path):
+    """Saved at 2, 4, 6 and 7, the 3 newest kept: every chunk would keep [5, 6, 7], no final
+    save [2, 4, 6], no deletion [2, 4, 6, 7]."""
+    config = TINY.replace(
+        num_seeds=1, num_iterations=7, chunk_iterations=1, checkpoint_every=2, keep_checkpoints=3
+    )
     runner.run(config, tmp_path / "r", log=quiet, evaluation_episodes=4)
-    assert checkpoints.steps(tmp_path / "r") == [4, 5]
-    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["4", "5"]
-
-
-def test_checkpoint_every_k_chunks_and_always_at_the_end(tmp_path):
-    config = TINY.replace(num_seeds=1, num_iterations=6, chunk_iterations=1, checkpoint_every=4)
-    runner.run(config, tmp_path / "r", log=quiet, evaluation_episodes=4)
-    assert checkpoints.steps(tmp_path / "r") == [4, 6]
+    assert checkpoints.steps(tmp_path / "r") == [4, 6, 7]
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["4", "6", "7"]
 
 
 def test_summary_records_versions_commit_speed_and_final_values(source_run):
@@ -411,7 +409,8 @@ def test_init_from_refuses_another_architecture_and_seed_count(source_run):
 
 def test_a_frozen_coplayer_is_played_against_and_never_changes(write_run, tmp_path):
     """Against a frozen always-defector (hand-built), every learner gets at most 0 per round
-    and the co-player's parameters are the same after training."""
+    and the co-player's parameters are the same after training; the run resumes without the
+    co-player's own folder (its parameters are in the run's checkpoints)."""
     alld = _constant_policy_run(write_run, tmp_path, "alld", 1e-7)
     config = TINY.replace(num_learners=1, p_tabular=0.5)
     out = tmp_path / "vs-alld"
@@ -443,21 +442,15 @@ def test_a_frozen_coplayer_is_played_against_and_never_changes(write_run, tmp_pa
     assert summary["final"]["frozen_coop"]["mean"] == [0.0]
     assert summary["warm_start"] == {"frozen_coplayer": str(alld)}
 
-
-def _record(run_dir: Path) -> dict:
-    return json.loads((run_dir / records.CONFIG_FILE).read_text())["warm_start"]["frozen_coplayer"]
-
-
-def test_a_run_with_a_frozen_coplayer_resumes_without_its_source(write_run, tmp_path):
-    alld = _constant_policy_run(write_run, tmp_path, "alld", 1e-7)
-    config = TINY.replace(num_learners=1, num_seeds=1)
-    out = tmp_path / "vs-alld"
-    runner.run(config, out, log=quiet, frozen_coplayer=trained.Source(alld), evaluation_episodes=4)
     shutil.rmtree(alld)
     runner.resume(out, {"num_iterations": 6}, log=quiet, evaluation_episodes=4)
     history = records.read_metrics(out)
     np.testing.assert_array_equal(history["frozen_coop"], 0.0)
-    assert history["frozen_coop"].shape == (1, 6, 1)
+    assert history["frozen_coop"].shape == (2, 6, 1)
+
+
+def _record(run_dir: Path) -> dict:
+    return json.loads((run_dir / records.CONFIG_FILE).read_text())["warm_start"]["frozen_coplayer"]
 
 
 def test_a_frozen_transformer_refuses_a_run_longer_than_its_horizon(write_run, tmp_path):
