@@ -19,16 +19,14 @@ from jaxcoop import cli, figures, records
 
 
 def table(histories: dict[str, dict[str, np.ndarray]]) -> str:
-    """Final values (last 10% of iterations; mean over learners, mean ± std over seeds)."""
+    """Final values (``records.tail_means``; mean over learners, mean ± std over seeds)."""
     lines = [
         f"{'run':<28}{'iterations':>11}" + "".join(f"{name:>22}" for name, _ in figures.RUN_PANELS)
     ]
     for label, h in histories.items():
         cells = ""
         for name, _ in figures.RUN_PANELS:
-            x_SxIxN = h[name]
-            tail = max(1, round(x_SxIxN.shape[1] * 0.1))
-            per_seed = x_SxIxN[:, -tail:].mean(axis=(1, 2))
+            per_seed = records.tail_means(h[name]).mean(axis=1)
             cells += f"{per_seed.mean():>15.3f} ± {per_seed.std():.3f}"
         lines.append(f"{label[:27]:<28}{len(h['iteration']):>11}{cells}")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from jaxcoop.trained import Source
 RESULTS_FILE = "results.json"
 CROSS_PLAY_FILE = "cross_play.txt"
 
-#: What each run's results report (final values, last 10% of updates).
+#: What each run's results report (final values: ``records.tail_means``).
 MEASURES = {
     "mixed-pool": ("coop_vs_learner", "reward_vs_learner", "coop_vs_tabular", "reward_vs_tabular"),
     "opponent-id": ("coop_vs_learner", "reward_vs_learner", "coop_vs_tabular", "reward_vs_tabular"),
@@ -129,14 +129,12 @@ def run_all(command: ExperimentCommand, runs: Sequence[Run], title: str) -> dict
 
 
 def final(run_dir: Path, names: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Final values of ``names`` from a run's ``metrics.csv`` (last 10% of updates; mean over
+    """Final values of ``names`` from a run's ``metrics.csv`` (``records.tail_means``; mean over
     learners and seeds, and the std over seeds of the mean over learners)."""
     metrics = records.read_metrics(run_dir)
     out = {}
     for name in names:
-        x_SxIxN = metrics[name]
-        tail = max(1, round(x_SxIxN.shape[1] * 0.1))
-        per_seed = np.nanmean(x_SxIxN[:, -tail:], axis=(1, 2))
+        per_seed = np.nanmean(records.tail_means(metrics[name]), axis=1)
         out[name] = {"mean": float(per_seed.mean()), "std": float(per_seed.std())}
     return out
 

@@ -188,16 +188,26 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def final_values(metrics: dict[str, np.ndarray], fraction: float = 0.1) -> dict:
-    """Mean over the last ``fraction`` of iterations, then mean and std over seeds, per learner
-    (fields that are NaN throughout, e.g. ``*_frozen`` without a frozen co-player, left out)."""
+#: A run's final values are means over this last fraction of its iterations.
+FINAL_FRACTION = 0.1
+
+
+def tail_means(x_SxIxN: np.ndarray, fraction: float = FINAL_FRACTION) -> np.ndarray:
+    """The mean of a metric ``[S, I, N]`` over the last ``fraction`` of its iterations (at least
+    one), per seed and learner ``[S, N]``."""
+    tail = max(1, int(round(x_SxIxN.shape[1] * fraction)))
+    return x_SxIxN[:, -tail:].mean(axis=1)
+
+
+def final_values(metrics: dict[str, np.ndarray], fraction: float = FINAL_FRACTION) -> dict:
+    """``tail_means``, then mean and std over seeds, per learner (fields that are NaN
+    throughout, e.g. ``*_frozen`` without a frozen co-player, left out)."""
     out = {}
     for name in FINAL_FIELDS:
         x_SxIxN = metrics[name]
         if np.all(np.isnan(x_SxIxN)):
             continue
-        tail = max(1, int(round(x_SxIxN.shape[1] * fraction)))
-        per_seed_SxN = x_SxIxN[:, -tail:].mean(axis=1)
+        per_seed_SxN = tail_means(x_SxIxN, fraction)
         out[name] = {
             "mean": per_seed_SxN.mean(axis=0).tolist(),
             "std": per_seed_SxN.std(axis=0).tolist(),

@@ -471,7 +471,8 @@ class _Session:
             "seeds": config.num_seeds,
             "learners": config.num_learners,
             "final": records.final_values(history),
-            "final_window": "last 10% of iterations, mean then mean/std over seeds",
+            "final_window": f"last {records.FINAL_FRACTION:.0%} of iterations, mean then "
+            "mean/std over seeds",
             "wall_seconds": time.perf_counter() - self.start,
             "compile_seconds": compile_seconds,
             "train_seconds": train_seconds,

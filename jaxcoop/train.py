@@ -284,15 +284,23 @@ def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None)
 def make_train(config: Config) -> Callable[[jax.Array], tuple[TrainState, Metrics]]:
     """``train(key) -> (final_state, metrics)``: the whole run as one pure function.
 
-    ``jax.jit(train)(key)`` runs it; ``jax.jit(jax.vmap(train))(keys)`` runs many seeds at once.
-    Metrics are ``[num_iterations, num_learners]`` (``Metrics``).
+    ``jax.jit(train)(key)`` runs it. Metrics are ``[num_iterations, num_learners]``
+    (``Metrics``). With ``config.num_seeds > 1`` the seeds are ``vmap``ped: every leaf gains a
+    leading ``[num_seeds]`` axis, and the seeds' keys are ``jax.random.split(key, num_seeds)``,
+    as ``runner.run`` splits ``jax.random.key(config.seed)``.
     """
     trainer = make_trainer(config)
 
-    def train(key: jax.Array) -> tuple[TrainState, Metrics]:
+    def one_seed(key: jax.Array) -> tuple[TrainState, Metrics]:
         state = trainer.init(key)
         return jax.lax.scan(
             lambda s, _: trainer.iteration(s), state, None, length=config.num_iterations
         )
+
+    if config.num_seeds == 1:
+        return one_seed
+
+    def train(key: jax.Array) -> tuple[TrainState, Metrics]:
+        return jax.vmap(one_seed)(jax.random.split(key, config.num_seeds))
 
     return train

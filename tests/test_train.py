@@ -143,6 +143,17 @@ def test_vmap_over_seeds_matches_running_each_seed_alone(host_loop, vmapped_seed
     assert not np.allclose(metrics_SxIxN.loss[0], metrics_SxIxN.loss[1])
 
 
+def test_make_train_runs_num_seeds_seeds_split_from_the_key_as_the_runner_does():
+    config = CONFIG.replace(num_seeds=2, num_iterations=2, chunk_iterations=1)
+    key = jax.random.key(config.seed)
+    _, metrics = jax.jit(jaxcoop.make_train(config))(key)
+    assert metrics.loss.shape == (2, 2, config.num_learners)
+    one = jax.vmap(jaxcoop.make_train(config.replace(num_seeds=1)))
+    _, alone = jax.jit(one)(jax.random.split(key, 2))  # runner.init_seeds's keys
+    for name, value in alone._asdict().items():
+        np.testing.assert_array_equal(getattr(metrics, name), value, err_msg=name)
+
+
 # --- Rollout layout (rollout.py header): seats [tabular K | row S | column S]. -------------------
 
 
