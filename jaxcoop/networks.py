@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxcoop import environment
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES
 from jaxcoop.strategies import OPPONENT_ID_SIZE
 
@@ -258,6 +259,21 @@ class RoundInput(NamedTuple):
 def shift_right(x_TxB: jax.Array, fill) -> jax.Array:
     """``[fill, x_0, ..., x_{T-2}]`` along the time axis."""
     return jnp.concatenate([jnp.full_like(x_TxB[:1], fill), x_TxB[:-1]], axis=0)
+
+
+def history_inputs(
+    actions_TxBx2: jax.Array, rewards_TxB: jax.Array, obs_TxBx5: jax.Array | None = None
+) -> RoundInput:
+    """What an agent saw in each round of its episodes, from its first-person actions
+    ``[T, B, 2]`` (own, co-player's) and own rewards ``[T, B]``: the state the previous round
+    left (``START`` in round 0; or the recorded one-hot ``obs_TxBx5``), its own previous move
+    (-1 in round 0) and its own previous reward (0 in round 0)."""
+    if obs_TxBx5 is None:
+        seen_TxB = environment.first_person_states(actions_TxBx2)[..., 0]
+        obs_TxBx5 = environment.one_hot_states(shift_right(seen_TxB, environment.START))
+    return RoundInput(
+        obs_TxBx5, shift_right(actions_TxBx2[..., 0], -1), shift_right(rewards_TxB, 0.0)
+    )
 
 
 def _apply_heads(agent: Agent, y: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -35,8 +35,8 @@ import optax
 from flax import linen as nn
 
 from jaxcoop import environment, strategies
-from jaxcoop.environment import NUM_ACTIONS, NUM_STATES, START
-from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, init_params, shift_right
+from jaxcoop.environment import NUM_ACTIONS, NUM_STATES
+from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, history_inputs, init_params
 from jaxcoop.rollout import Episodes, Policy, agent_policy, play
 from jaxcoop.state import Metrics, Trainer, TrainState
 from jaxcoop.strategies import OPPONENT_ID_SIZE
@@ -155,12 +155,7 @@ def targets(actions_TxBx2: jax.Array, rewards_TxB: jax.Array) -> Targets:
     own rewards ``[T, B]``."""
     own = actions_TxBx2[..., 0]
     next_obs = environment.first_person_states(actions_TxBx2)[..., 0]
-    inputs = RoundInput(
-        obs=environment.one_hot_states(shift_right(next_obs, START)),
-        prev_action=shift_right(own, -1),
-        prev_reward=shift_right(rewards_TxB, 0.0),
-    )
-    return Targets(inputs, own, next_obs, rewards_TxB)
+    return Targets(history_inputs(actions_TxBx2, rewards_TxB), own, next_obs, rewards_TxB)
 
 
 class ModelLoss(NamedTuple):

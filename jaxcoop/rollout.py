@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from jaxcoop import environment, strategies
 from jaxcoop.environment import Game
-from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.networks import Agent, RoundInput, history_inputs
 from jaxcoop.sharding import Sharder, no_sharding
 
 
@@ -89,9 +89,7 @@ class FrozenCoplayer(NamedTuple):
 
 def round_inputs(t: Transition) -> RoundInput:
     """What the agent saw in each round of ``t``, rebuilt from the transitions (``[T, B]``)."""
-    prev_action = jnp.concatenate([jnp.full_like(t.action[:1], -1), t.action[:-1]], axis=0)
-    prev_reward = jnp.concatenate([jnp.zeros_like(t.reward[:1]), t.reward[:-1]], axis=0)
-    return RoundInput(t.obs, prev_action, prev_reward)
+    return history_inputs(jnp.stack([t.action, t.coplayer_action], axis=-1), t.reward, t.obs)
 
 
 def sample_pairing(key: jax.Array, num_slots: int, num_learners: int) -> tuple[jax.Array, ...]:

@@ -23,7 +23,14 @@ import numpy as np
 from jaxcoop import environment, ppi, reference, strategies
 from jaxcoop.config import Config
 from jaxcoop.environment import C
-from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, agent_fields, make_agent
+from jaxcoop.networks import (
+    AGENT_FIELDS,
+    Agent,
+    RoundInput,
+    agent_fields,
+    history_inputs,
+    make_agent,
+)
 from jaxcoop.records import RunFolderError, read_config
 from jaxcoop.rollout import Policy, agent_policy
 from jaxcoop.train import make_trainer
@@ -122,17 +129,8 @@ class TrainedAgent:
         payoffs = self.game.payoffs
 
         def probabilities(my_T, their_T):
-            prev_my = jnp.concatenate([jnp.full((1,), -1, jnp.int32), my_T[:-1]])
-            prev_their = jnp.concatenate([jnp.zeros((1,), jnp.int32), their_T[:-1]])
-            first = jnp.arange(my_T.shape[0]) == 0
-            seen = environment.first_person_states(jnp.stack([prev_my, prev_their], -1))[:, 0]
-            state = jnp.where(first, environment.START, seen)
-            reward = jnp.where(first, 0.0, payoffs[jnp.maximum(prev_my, 0), prev_their, 0])
-            x = RoundInput(
-                environment.one_hot_states(state)[:, None],
-                prev_my[:, None],
-                reward[:, None],
-            )
+            actions_Tx1x2 = jnp.stack([my_T, their_T], axis=-1)[:, None]
+            x = history_inputs(actions_Tx1x2, payoffs[my_T, their_T, 0][:, None])
             z = jnp.zeros((1, strategies.OPPONENT_ID_SIZE))
             logits_Tx1x2, _ = self.agent.apply(self.params, x, z)
             return jax.nn.softmax(logits_Tx1x2[:, 0])[:, C]
