@@ -37,7 +37,7 @@ from flax import linen as nn
 from jaxcoop import environment, strategies
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES
 from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, history_inputs, init_params
-from jaxcoop.rollout import Episodes, Policy, agent_policy, play
+from jaxcoop.rollout import Episodes, Policy, agent_policy, play, play_metrics
 from jaxcoop.state import Metrics, Trainer, TrainState
 from jaxcoop.strategies import OPPONENT_ID_SIZE
 
@@ -627,27 +627,16 @@ def make_trainer(config, coplayer: Any = None) -> Trainer:
             if ids is None
             else jax.lax.dynamic_update_slice(data.opponent_id, ids, (0, count, 0)),
         )
-        coop = (actions[..., 0] == environment.C).astype(jnp.float32)
-        co_coop = (actions[..., 1] == environment.C).astype(jnp.float32)
 
-        def mean(x_NxExT, part):
-            x = x_NxExT[:, part]
-            return x.mean(axis=(1, 2)) if x.size else jnp.full(learners, jnp.nan)
+        def played(a_ExTx2, r_ExTx2):  # one learner's episodes; seats: the episode axis
+            return play_metrics(
+                a_ExTx2[..., 0], r_ExTx2[..., 0], a_ExTx2[..., 1], r_ExTx2[..., 1],
+                num_tabular, num_frozen, 0,
+            )  # fmt: skip
 
-        tab = slice(None, num_tabular)
-        frz = slice(num_tabular, num_tabular + num_frozen)
-        lrn = slice(num_tabular + num_frozen, None)
         nan = jnp.full(learners, jnp.nan)
         metrics = Metrics(
-            reward_vs_learner=mean(rewards[..., 0], lrn),
-            coop_vs_learner=mean(coop, lrn),
-            reward_vs_tabular=mean(rewards[..., 0], tab),
-            coop_vs_tabular=mean(coop, tab),
-            tabular_reward=mean(rewards[..., 1], tab),
-            reward_vs_frozen=mean(rewards[..., 0], frz),
-            coop_vs_frozen=mean(coop, frz),
-            frozen_reward=mean(rewards[..., 1], frz),
-            frozen_coop=mean(co_coop, frz),
+            **jax.vmap(played)(actions, rewards),
             loss=loss.total,
             policy_loss=loss.action,
             value_loss=loss.reward,

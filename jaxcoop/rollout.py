@@ -87,6 +87,47 @@ class FrozenCoplayer(NamedTuple):
     num_episodes: int
 
 
+def play_metrics(
+    action: jax.Array,
+    reward: jax.Array,
+    coplayer_action: jax.Array,
+    coplayer_reward: jax.Array,
+    num_tabular: int,
+    num_frozen: int,
+    seat_axis: int,
+) -> dict[str, jax.Array]:
+    """The play metrics (``state.Metrics``'s first nine fields) of one learner's rounds: means
+    over every round of each kind of co-player's seats along ``seat_axis`` (tabular, then
+    frozen, then learner-pair seats, as in this module's header); NaN for a kind without
+    seats. Both sides' actions and rewards share one shape."""
+    seats = action.shape[seat_axis]
+    kinds = {
+        "tabular": (0, num_tabular),
+        "frozen": (num_tabular, num_tabular + num_frozen),
+        "learner": (num_tabular + num_frozen, seats),
+    }
+
+    def mean(x: jax.Array, kind: str) -> jax.Array:
+        start, stop = kinds[kind]
+        if start == stop:
+            return jnp.full((), jnp.nan)
+        return jnp.mean(jax.lax.slice_in_dim(x, start, stop, axis=seat_axis))
+
+    coop = (action == environment.C).astype(jnp.float32)
+    coplayer_coop = (coplayer_action == environment.C).astype(jnp.float32)
+    return dict(
+        reward_vs_learner=mean(reward, "learner"),
+        coop_vs_learner=mean(coop, "learner"),
+        reward_vs_tabular=mean(reward, "tabular"),
+        coop_vs_tabular=mean(coop, "tabular"),
+        tabular_reward=mean(coplayer_reward, "tabular"),
+        reward_vs_frozen=mean(reward, "frozen"),
+        coop_vs_frozen=mean(coop, "frozen"),
+        frozen_reward=mean(coplayer_reward, "frozen"),
+        frozen_coop=mean(coplayer_coop, "frozen"),
+    )
+
+
 def round_inputs(t: Transition) -> RoundInput:
     """What the agent saw in each round of ``t``, rebuilt from the transitions (``[T, B]``)."""
     return history_inputs(jnp.stack([t.action, t.coplayer_action], axis=-1), t.reward, t.obs)

@@ -18,7 +18,6 @@ from jax.sharding import Mesh
 
 from jaxcoop import environment, losses, ppi, rollout, sharding, strategies
 from jaxcoop.config import Config
-from jaxcoop.environment import C
 from jaxcoop.networks import Agent, init_params, make_agent
 from jaxcoop.sharding import Sharder, no_sharding
 from jaxcoop.state import Metrics, Trainer, TrainState
@@ -36,29 +35,6 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     return optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adam(config.lr, eps=config.adam_eps),
-    )
-
-
-def _mean_or_nan(x: jax.Array) -> jax.Array:
-    return jnp.mean(x) if x.size else jnp.full((), jnp.nan)
-
-
-def _play_metrics(t: rollout.Transition, num_tabular: int, num_frozen: int) -> dict:
-    """The play metrics of one learner's transitions ``[T, B]`` (seats as in ``rollout``)."""
-    coop = (t.action == C).astype(jnp.float32)
-    tab = slice(None, num_tabular)
-    frz = slice(num_tabular, num_tabular + num_frozen)
-    lrn = slice(num_tabular + num_frozen, None)
-    return dict(
-        reward_vs_learner=_mean_or_nan(t.reward[:, lrn]),
-        coop_vs_learner=_mean_or_nan(coop[:, lrn]),
-        reward_vs_tabular=_mean_or_nan(t.reward[:, tab]),
-        coop_vs_tabular=_mean_or_nan(coop[:, tab]),
-        tabular_reward=_mean_or_nan(t.coplayer_reward[:, tab]),
-        reward_vs_frozen=_mean_or_nan(t.reward[:, frz]),
-        coop_vs_frozen=_mean_or_nan(coop[:, frz]),
-        frozen_reward=_mean_or_nan(t.coplayer_reward[:, frz]),
-        frozen_coop=_mean_or_nan((t.coplayer_action[:, frz] == C).astype(jnp.float32)),
     )
 
 
@@ -258,9 +234,14 @@ def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None)
             params, opt_state, info, grad_norm = update(
                 state.params, state.opt_state, batch, jax.random.split(update_key, n)
             )
-        play = jax.vmap(lambda t: _play_metrics(t, config.num_tabular_episodes, num_frozen))(
-            batch.transition
-        )
+
+        def played(t: rollout.Transition) -> dict:  # one learner's [T, B]; seats: axis 1
+            return rollout.play_metrics(
+                t.action, t.reward, t.coplayer_action, t.coplayer_reward,
+                config.num_tabular_episodes, num_frozen, 1,
+            )  # fmt: skip
+
+        play = jax.vmap(played)(batch.transition)
         metrics = Metrics(
             **play,
             loss=info.total,
