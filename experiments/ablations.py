@@ -7,7 +7,7 @@ python -m experiments.ablations --preset cpu --algo ppo --backbone transformer -
 Three runs of several seeds each (``<out>/mixed-pool``, ``opponent-id``, ``no-tabular``), then
 ``<out>/ablations.png`` (learner-vs-learner and learner-vs-tabular reward and cooperation over
 training, mean ± std over seeds), ``<out>/results.json`` (final values beside the paper's) and
-``<out>/cross_play.txt`` (seed 0's final learners of all three runs against the named
+``<out>/cross_play.csv`` (seed 0's final learners of all three runs against the named
 co-players, the U(0, 1) pool and each other, both sides' reward and cooperation ± standard
 error).
 Run the same command again to continue an interrupted experiment.

@@ -14,7 +14,7 @@ Then ``<out>/mechanism.png`` (the paper-style panels: step 1's training and its 
 episode against tit-for-tat / always-cooperate / always-defect / the average tabular co-player,
 step 2's rewards and cooperation of both sides, step 3's cooperation), ``<out>/results.json``
 (final values beside the paper's, the step-1 agent's within-episode numbers and the extortion
-fit of every step-2 agent), ``<out>/cross_play.txt`` (seed 0's agents of all three steps against
+fit of every step-2 agent), ``<out>/cross_play.csv`` (seed 0's agents of all three steps against
 the named co-players, the U(0, 1) pool and each other) and a table on stdout. Run the same
 command again to continue an interrupted experiment.
 """

@@ -10,6 +10,7 @@ the same command continues an interrupted experiment.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,15 @@ from jaxcoop.train import make_player
 from jaxcoop.trained import Source
 
 RESULTS_FILE = "results.json"
-CROSS_PLAY_FILE = "cross_play.txt"
+CROSS_PLAY_FILE = "cross_play.csv"
+#: ``cross_play.csv``'s columns (``evaluation.cross_play``'s rows; efficiency against a pool
+#: only, empty otherwise).
+CROSS_PLAY_COLUMNS = (
+    "player",
+    "coplayer",
+    "episodes",
+    *(f"{side}{se}" for side in (*evaluation.SIDES, "efficiency") for se in ("", "_se")),
+)
 
 #: What each run's results report (final values: ``records.tail_means``).
 MEASURES = {
@@ -196,8 +205,8 @@ def cross_play_runs(
 ) -> tuple[Path, list[dict]]:
     """Every final learner of seed 0 of the runs ``names`` (as ``<run>/L<n>``) against the
     evaluation panel (``evaluation.PANEL``) and against every one of those learners, with
-    standard errors. Writes the table to ``<out>/cross_play.txt``; returns its path and the rows
-    (``evaluation.cross_play``)."""
+    standard errors. Writes the rows to ``<out>/cross_play.csv`` (``CROSS_PLAY_COLUMNS``) and
+    prints them as a table; returns the file's path and the rows (``evaluation.cross_play``)."""
     players, game = {}, None
     for name in names:
         loaded = trained.load(Path(out) / name)
@@ -209,8 +218,10 @@ def cross_play_runs(
     coplayers = {**evaluation.panel(jax.random.fold_in(key, 0), num_episodes), **players}
     rows = evaluation.cross_play(players, coplayers, jax.random.fold_in(key, 1), num_episodes, game)
     path = Path(out) / CROSS_PLAY_FILE
-    header = f"seed 0's final learners against the panel and each other ({num_episodes} episodes"
-    path.write_text(
-        f"{header} per pair; value ± standard error)\n{evaluation.cross_play_table(rows)}\n"
-    )
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, CROSS_PLAY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"seed 0's final learners against the panel and each other ({num_episodes} episodes per")
+    print(f"pair; value ± standard error):\n{evaluation.cross_play_table(rows)}")
     return path, rows

@@ -1,6 +1,7 @@
 """The paper's experiment commands end to end at the tiny scale: their runs, figures and
 results, continuing an experiment, and bad input."""
 
+import csv
 import json
 
 import numpy as np
@@ -43,10 +44,16 @@ def test_ablations_runs_the_mixed_pool_and_both_ablations(ablations_dir):
         assert (ablations_dir / name / records.SUMMARY_FILE).exists()
         assert results[name]["paper"] == {k: list(v) for k, v in experiment.PAPER[name].items()}
         assert set(results[name]["ours"]) == set(experiment.MEASURES[name])
-    cross = (ablations_dir / experiment.CROSS_PLAY_FILE).read_text().splitlines()
+    with (ablations_dir / experiment.CROSS_PLAY_FILE).open() as f:
+        cross = list(csv.DictReader(f))
     players = [f"{name}/L{n}" for name in ablations.RUNS for n in range(2)]
-    assert len(cross) == 2 + len(players) * (5 + len(players))  # title, header, rows
+    assert len(cross) == len(players) * (5 + len(players))  # the panel's 5, then the learners
     rows = results["cross_play"]
+    assert list(cross[0]) == list(experiment.CROSS_PLAY_COLUMNS)
+    for written, row in zip(cross, rows, strict=True):  # the CSV is results.json's rows
+        for column, value in written.items():
+            expected = row.get(column, "")
+            assert value == (expected if isinstance(expected, str) else repr(expected)), column
     assert {r["player"] for r in rows} == set(players)
     assert {r["coplayer"] for r in rows} == {*evaluation.PANEL, *players}
     for r in rows:  # exact identities: ALLC pays 1 for C and 2 for D, ALLD -1 and 0
