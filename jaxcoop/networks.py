@@ -122,11 +122,13 @@ class GRU(nn.Module):
 
 
 class TransformerCache(NamedTuple):
-    """The transformer's carry: keys and values of every layer for the whole horizon,
-    float32 ``[layers, B, T_max, heads, head_dim]`` each, and the next position (int32 scalar)."""
+    """The transformer's carry: keys and values for the whole horizon, one float32 array
+    ``[B, T_max, heads, head_dim]`` per layer each (tuples of ``layers``: separate buffers, so
+    a rollout's step writes each in place instead of copying a stacked cache every round), and
+    the next position (int32 scalar)."""
 
-    keys: jax.Array
-    values: jax.Array
+    keys: tuple[jax.Array, ...]
+    values: tuple[jax.Array, ...]
     position: jax.Array
 
 
@@ -189,14 +191,8 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(name="norm")
 
     def initial_carry(self, batch_size: int) -> TransformerCache:
-        shape = (
-            self.num_layers,
-            batch_size,
-            self.max_len,
-            self.num_heads,
-            self.width // self.num_heads,
-        )
-        zeros = jnp.zeros(shape, jnp.float32)
+        shape = (batch_size, self.max_len, self.num_heads, self.width // self.num_heads)
+        zeros = tuple(jnp.zeros(shape, jnp.float32) for _ in range(self.num_layers))
         return TransformerCache(zeros, zeros, jnp.zeros((), jnp.int32))
 
     def step(self, carry: TransformerCache, x_BxE: jax.Array) -> tuple[TransformerCache, jax.Array]:
@@ -213,7 +209,7 @@ class Transformer(nn.Module):
             x = block.finish(x, jnp.einsum("bht,bthd->bhd", weights, v_cache))
             keys.append(k_cache)
             values.append(v_cache)
-        carry = TransformerCache(jnp.stack(keys), jnp.stack(values), pos + 1)
+        carry = TransformerCache(tuple(keys), tuple(values), pos + 1)
         return carry, self.norm(x)
 
     def sequence(self, x_TxBxE: jax.Array) -> jax.Array:

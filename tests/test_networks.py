@@ -79,17 +79,43 @@ def test_stepping_from_the_initial_carry_equals_the_whole_sequence_call(agent_se
     assert np.abs(np.asarray(logits[0] - logits[-1])).max() > 1e-3  # not a constant function
 
 
-def test_the_transformer_cache_is_layers_by_batch_by_horizon_by_heads_by_head_dim():
+def test_the_transformer_cache_is_per_layer_batch_by_horizon_by_heads_by_head_dim():
     agent = Agent(backbone="transformer", embed_dim=8, hidden_dim=16, num_layers=3, num_heads=2)
     x, z = _inputs(jax.random.key(0))
     params = agent.init(jax.random.key(1), x, z)
     carry = agent.apply(params, z, method=Agent.initial_carry)
-    assert carry.keys.shape == carry.values.shape == (3, B, 100, 2, 8)
-    assert carry.keys.dtype == np.float32 and int(carry.position) == 0
+    assert len(carry.keys) == len(carry.values) == 3  # one buffer per layer
+    for cache in (*carry.keys, *carry.values):
+        assert cache.shape == (B, 100, 2, 8) and cache.dtype == np.float32
+    assert int(carry.position) == 0
     carry, _, _ = agent.apply(params, carry, jax.tree.map(lambda a: a[0], x), method=Agent.step)
     assert int(carry.position) == 1
-    np.testing.assert_array_equal(carry.keys[:, :, 1:], 0.0)  # only position 0 is written
-    assert np.abs(np.asarray(carry.keys[:, :, 0])).max() > 0
+    for cache in (*carry.keys, *carry.values):
+        np.testing.assert_array_equal(cache[:, 1:], 0.0)  # only position 0 is written
+        assert np.abs(np.asarray(cache[:, 0])).max() > 0
+
+
+def test_a_rollout_step_copies_no_whole_transformer_cache():
+    """Per-layer cache buffers are updated in place in the compiled step: no copy of a
+    ``[B, T, heads, head_dim]`` cache (a stacked ``[layers, ...]`` cache was sliced and
+    re-stacked, two copies of every layer's cache per round)."""
+    agent = Agent(backbone="transformer", embed_dim=8, hidden_dim=16, num_layers=2, num_heads=2)
+    x, z = _inputs(jax.random.key(0))
+    params = agent.init(jax.random.key(1), x, z)
+    carry = agent.apply(params, z, method=Agent.initial_carry)
+    x0 = jax.tree.map(lambda a: a[0], x)
+
+    def steps(carry):  # a few rounds in a loop, as in a rollout
+        def body(c, _):
+            c, logits, _ = agent.apply(params, c, x0, method=Agent.step)
+            return c, logits
+
+        return jax.lax.scan(body, carry, None, length=3)
+
+    hlo = jax.jit(steps, donate_argnums=0).lower(carry).compile().as_text().replace(" ", "")
+    assert f"[{B},100,2,8]" in hlo
+    copies = [line for line in hlo.splitlines() if f",100,2,8]" in line and "copy(" in line]
+    assert not copies, copies[:3]
 
 
 def test_the_transformer_refuses_episodes_longer_than_its_positions():
