@@ -114,7 +114,7 @@ def test_a_rollout_step_copies_no_whole_transformer_cache():
 
     hlo = jax.jit(steps, donate_argnums=0).lower(carry).compile().as_text().replace(" ", "")
     assert f"[{B},100,2,8]" in hlo
-    copies = [line for line in hlo.splitlines() if f",100,2,8]" in line and "copy(" in line]
+    copies = [line for line in hlo.splitlines() if ",100,2,8]" in line and "copy(" in line]
     assert not copies, copies[:3]
 
 
