@@ -295,10 +295,11 @@ def test_every_preset_traces_with_the_transformer(name, algo):
     config = jaxcoop.preset(name, "transformer").replace(algo=algo)
     config = config.replace(num_iterations=config.chunk_iterations)
     state, metrics = jax.eval_shape(jaxcoop.make_train(config), jax.random.key(0))
-    assert metrics.loss.shape == (config.num_iterations, config.num_learners)
+    seeds = (config.num_seeds,) if config.num_seeds > 1 else ()  # the cpu preset's 3 seeds
+    assert metrics.loss.shape == (*seeds, config.num_iterations, config.num_learners)
     position = state.params["params"]["backbone"]["position"]
     rows = config.horizon + int(config.opponent_id)
-    assert position.shape == (config.num_learners, rows, config.hidden_dim)
+    assert position.shape == (*seeds, config.num_learners, rows, config.hidden_dim)
 
 
 @pytest.mark.parametrize("frozen", [False, True])
