@@ -257,19 +257,17 @@ def shift_right(x_TxB: jax.Array, fill) -> jax.Array:
     return jnp.concatenate([jnp.full_like(x_TxB[:1], fill), x_TxB[:-1]], axis=0)
 
 
-def history_inputs(
-    actions_TxBx2: jax.Array, rewards_TxB: jax.Array, obs_TxBx5: jax.Array | None = None
-) -> RoundInput:
-    """What an agent saw in each round of its episodes, from its first-person actions
-    ``[T, B, 2]`` (own, co-player's) and own rewards ``[T, B]``: the state the previous round
-    left (``START`` in round 0; or the recorded one-hot ``obs_TxBx5``), its own previous move
-    (-1 in round 0) and its own previous reward (0 in round 0)."""
-    if obs_TxBx5 is None:
-        seen_TxB = environment.first_person_states(actions_TxBx2)[..., 0]
-        obs_TxBx5 = environment.one_hot_states(shift_right(seen_TxB, environment.START))
-    return RoundInput(
-        obs_TxBx5, shift_right(actions_TxBx2[..., 0], -1), shift_right(rewards_TxB, 0.0)
-    )
+def states_before(after_TxB: jax.Array) -> jax.Array:
+    """One-hot float32 ``[T, B, 5]`` of the first-person state each round starts from, given
+    the state each round left ``[T, B]``: ``START``, then the previous round's."""
+    return environment.one_hot_states(shift_right(after_TxB, environment.START))
+
+
+def history_inputs(obs_TxBx5: jax.Array, own_TxB: jax.Array, rewards_TxB: jax.Array) -> RoundInput:
+    """What an agent saw in each round of its episodes ``[T, B]``: its observation
+    ``obs_TxBx5`` (e.g. ``states_before``), its own previous move (-1 in round 0) and its own
+    previous reward (0 in round 0), from its moves and rewards."""
+    return RoundInput(obs_TxBx5, shift_right(own_TxB, -1), shift_right(rewards_TxB, 0.0))
 
 
 def _apply_heads(agent: Agent, y: jax.Array) -> tuple[jax.Array, jax.Array]:

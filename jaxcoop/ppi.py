@@ -36,7 +36,14 @@ from flax import linen as nn
 
 from jaxcoop import environment, strategies
 from jaxcoop.environment import NUM_ACTIONS, NUM_STATES
-from jaxcoop.networks import AGENT_FIELDS, Agent, RoundInput, history_inputs, init_params
+from jaxcoop.networks import (
+    AGENT_FIELDS,
+    Agent,
+    RoundInput,
+    history_inputs,
+    init_params,
+    states_before,
+)
 from jaxcoop.rollout import Episodes, Policy, agent_policy, play, play_metrics
 from jaxcoop.state import Metrics, Trainer, TrainState
 from jaxcoop.strategies import OPPONENT_ID_SIZE
@@ -155,7 +162,8 @@ def targets(actions_TxBx2: jax.Array, rewards_TxB: jax.Array) -> Targets:
     own rewards ``[T, B]``."""
     own = actions_TxBx2[..., 0]
     next_obs = environment.first_person_states(actions_TxBx2)[..., 0]
-    return Targets(history_inputs(actions_TxBx2, rewards_TxB), own, next_obs, rewards_TxB)
+    inputs = history_inputs(states_before(next_obs), own, rewards_TxB)
+    return Targets(inputs, own, next_obs, rewards_TxB)
 
 
 class ModelLoss(NamedTuple):

@@ -130,7 +130,7 @@ def play_metrics(
 
 def round_inputs(t: Transition) -> RoundInput:
     """What the agent saw in each round of ``t``, rebuilt from the transitions (``[T, B]``)."""
-    return history_inputs(jnp.stack([t.action, t.coplayer_action], axis=-1), t.reward, t.obs)
+    return history_inputs(t.obs, t.action, t.reward)
 
 
 def sample_pairing(key: jax.Array, num_slots: int, num_learners: int) -> tuple[jax.Array, ...]:

@@ -30,6 +30,7 @@ from jaxcoop.networks import (
     agent_fields,
     history_inputs,
     make_agent,
+    states_before,
 )
 from jaxcoop.records import RunFolderError, read_config
 from jaxcoop.rollout import Policy, agent_policy
@@ -129,8 +130,9 @@ class TrainedAgent:
         payoffs = self.game.payoffs
 
         def probabilities(my_T, their_T):
-            actions_Tx1x2 = jnp.stack([my_T, their_T], axis=-1)[:, None]
-            x = history_inputs(actions_Tx1x2, payoffs[my_T, their_T, 0][:, None])
+            after_Tx1 = environment.first_person_states(jnp.stack([my_T, their_T], -1))[:, :1]
+            reward_Tx1 = payoffs[my_T, their_T, 0][:, None]
+            x = history_inputs(states_before(after_Tx1), my_T[:, None], reward_Tx1)
             z = jnp.zeros((1, strategies.OPPONENT_ID_SIZE))
             logits_Tx1x2, _ = self.agent.apply(self.params, x, z)
             return jax.nn.softmax(logits_Tx1x2[:, 0])[:, C]
