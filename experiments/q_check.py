@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import environment, ppi, records, strategies, trained
+from jaxcoop import environment, records, strategies, trained
+from jaxcoop.algorithms import ppi
 from jaxcoop.environment import START
 from jaxcoop.networks import RoundInput
 

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import environment, ppi, trained
+from jaxcoop import environment, trained
+from jaxcoop.algorithms import ppi
 from jaxcoop.rollout import Policy, play
 
 EPISODES, ROLLOUTS, ROUNDS = 1024, 16, (0, 3, 7, 12, 25, 40)

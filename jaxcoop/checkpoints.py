@@ -40,8 +40,8 @@ class Checkpoint(NamedTuple):
 
 
 def _train_tree(state: TrainState) -> dict:
-    tree = {
-        "opt_state": state.opt_state,
+    tree = {  # "opt_state": the name ``learner_state`` had when the first checkpoints were written
+        "opt_state": state.learner_state,
         "key_data": jax.random.key_data(state.key),
         "iteration": state.iteration,
     }
@@ -184,7 +184,7 @@ def restore(run_dir: Path, step: int | None = None, target: TrainState | None = 
         train = restored.train
         state = TrainState(
             params=restored.params,
-            opt_state=train["opt_state"],
+            learner_state=train["opt_state"],
             key=jax.random.wrap_key_data(train["key_data"]),
             iteration=train["iteration"],
             coplayer_params=train.get("coplayer_params"),

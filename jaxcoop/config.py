@@ -51,9 +51,9 @@ class Config:
     ppo_epochs: int = 4
     ppo_minibatches: int = 4
     clip_eps: float = 0.2
-    # PPI (algo="ppi"; jaxcoop/ppi.py): an iteration is a phase, num_episodes are collected per
-    # learner per phase, lr / max_grad_norm / gamma are the model's AdamW and the planner's
-    # discount.
+    # PPI (algo="ppi"; jaxcoop/algorithms/ppi/): an iteration is a phase, num_episodes are
+    # collected per learner per phase, lr / max_grad_norm / gamma are the model's AdamW and the
+    # planner's discount.
     ppi_epochs: int = 10  # passes over all data so far when training the model each phase
     ppi_batch_size: int = 256  # episodes per model minibatch
     ppi_weight_decay: float = 1e-2  # AdamW (beta1 0.9, beta2 0.98)

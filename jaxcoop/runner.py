@@ -16,12 +16,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxcoop import checkpoints, evaluation, figures, loggers, ppi, records, sharding, trained
+from jaxcoop import checkpoints, evaluation, figures, loggers, records, sharding, trained
 from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
 from jaxcoop.records import RunFolderError
 from jaxcoop.state import Metrics, Trainer, TrainState
-from jaxcoop.train import make_player, make_trainer
+from jaxcoop.train import algorithm, make_player, make_trainer
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -135,8 +135,8 @@ def init_seeds(
     if warm.params is not None:
         state = state.replace(params=sharding.put(warm.params, shardings.params))
     if warm.data is not None:  # PPI learners start from other learners' episodes
-        data = ppi.with_initial_data(state.opt_state, warm.data)
-        state = state.replace(opt_state=sharding.put(data, shardings.opt_state))
+        data = algorithm(config.algo).warm_start(state.learner_state, warm.data)
+        state = state.replace(learner_state=sharding.put(data, shardings.learner_state))
     if warm.coplayer_params is not None:
         coplayer = sharding.put(warm.coplayer_params, sharding.seed_sharding(mesh))
         state = state.replace(coplayer_params=coplayer)
@@ -262,9 +262,8 @@ def resume(
     mesh, trainer = make_mesh_trainer(config, devices, coplayer)
     ckpt = trained.restore_state(run_dir, step, config, coplayer)
     state = ckpt.state
-    if config.algo == "ppi":  # room for the phases of this num_iterations
-        data = ppi.resize_dataset(state.opt_state, ppi.dataset_size(config))
-        state = state.replace(opt_state=data)
+    # fitted to this config (PPI: room in its dataset for the phases of this num_iterations)
+    state = state.replace(learner_state=algorithm(config.algo).resume(config, state.learner_state))
     history = _empty_history(config)
     for name, value in ckpt.metrics.items():
         history[name][:, :step] = value

@@ -83,13 +83,13 @@ def seed_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def state_shardings(mesh: Mesh, state: Any) -> Any:
-    """Shardings of a seed-stacked ``TrainState``: learner-stacked parameters and optimizer states
+    """Shardings of a seed-stacked ``TrainState``: learner-stacked parameters and learner states
     ``[S, N, ...]`` over ``"seed"`` and ``"learner"``, everything else over ``"seed"``."""
     by_learner = NamedSharding(mesh, P(SEED, LEARNER))
     shardings = jax.tree.map(lambda _: seed_sharding(mesh), state)
     return shardings.replace(
         params=jax.tree.map(lambda _: by_learner, state.params),
-        opt_state=jax.tree.map(lambda _: by_learner, state.opt_state),
+        learner_state=jax.tree.map(lambda _: by_learner, state.learner_state),
     )
 
 

@@ -14,11 +14,12 @@ from flax import struct
 @struct.dataclass
 class TrainState:
     """Everything a run carries between iterations (learner axis ``[N]`` first where stacked).
-    ``opt_state`` is every learner's optimizer state; PPI keeps its dataset there instead
-    (``ppi.Dataset``)."""
+    ``learner_state`` is what each learner's algorithm carries beside its parameters: the
+    optimizer state for A2C / PPO, the dataset for PPI (``ppi.Dataset``; its model's optimizer
+    starts afresh every phase)."""
 
     params: Any
-    opt_state: Any
+    learner_state: Any
     key: jax.Array
     iteration: jax.Array
     coplayer_params: Any = None  # the frozen co-player's parameters (unstacked), if there is one

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcoop import environment, ppi, reference, strategies
+from jaxcoop import environment, reference, strategies
+from jaxcoop.algorithms import ppi
 from jaxcoop.config import Config
 from jaxcoop.environment import C
 from jaxcoop.networks import (
@@ -187,7 +188,7 @@ def load_agent(
     if config.algo == "ppi":
         raise RunFolderError(
             f"{run_dir} is a PPI run: load_agent gives A2C / PPO agents; play a PPI learner "
-            "with jaxcoop.evaluation.Player(jaxcoop.ppi.make_planner(config), params)"
+            "with jaxcoop.evaluation.Player(jaxcoop.algorithms.ppi.make_planner(config), params)"
         )
     _check_index("learner", learner, config.num_learners, run_dir)
     _check_index("seed", seed, config.num_seeds, run_dir)
@@ -312,7 +313,7 @@ def newest_episodes(run_dir: Path, loaded: Loaded, count: int) -> np.ndarray:
             f"--init-from {run_dir}: its learners have {filled} episodes and this run's "
             f"ppi_pretrain_episodes={count} wants that many; lower --ppi-pretrain-episodes"
         )
-    return np.asarray(ckpt.state.opt_state.actions[:, :, filled - count : filled])
+    return np.asarray(ckpt.state.learner_state.actions[:, :, filled - count : filled])
 
 
 def resolve_warm_start(

@@ -36,7 +36,8 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jaxcoop  # noqa: E402
-from jaxcoop import checkpoints, records, rollout, strategies, train  # noqa: E402
+from jaxcoop import checkpoints, networks, records, rollout, strategies  # noqa: E402
+from jaxcoop.state import TrainState  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +48,10 @@ def tiny_rollout():
     """
     config = jaxcoop.preset("tiny").replace(num_learners=3)
     n, k, s = config.num_learners, config.num_tabular_episodes, config.num_pair_slots
-    agent = train.make_agent(config)
+    agent = networks.make_agent(config)
     game = jaxcoop.make_game(config.game, config.horizon)
     params_key, pair_key, rollout_key = jax.random.split(jax.random.key(7), 3)
-    params = jax.vmap(lambda key: train.init_params(agent, key))(jax.random.split(params_key, n))
+    params = jax.vmap(lambda key: networks.init_params(agent, key))(jax.random.split(params_key, n))
     coplayers = jax.numpy.broadcast_to(strategies.tit_for_tat(), (n, k, 5))
     succ, pred = rollout.sample_pairing(pair_key, s, n)
     collect = jax.jit(lambda p, key, c, su, pr: rollout.collect(agent, p, key, game, c, su, pr))
@@ -72,15 +73,13 @@ def _write_run(out: Path, config: jaxcoop.Config, edit_params=None) -> Path:
     parameters of ``config``'s agents, first changed in place by ``edit_params(params)`` (numpy
     ``[S, N, ...]``). It holds what ``load_agent`` and ``--frozen-coplayer`` read (no optimizer
     state: it cannot be resumed)."""
-    agent = train.make_agent(config)
+    agent = networks.make_agent(config)
     keys = jax.random.split(jax.random.key(config.seed), (config.num_seeds, config.num_learners))
-    init = jax.jit(jax.vmap(jax.vmap(lambda key: train.init_params(agent, key))))
+    init = jax.jit(jax.vmap(jax.vmap(lambda key: networks.init_params(agent, key))))
     params = jax.device_get(init(keys))
     if edit_params is not None:
         edit_params(params)
-    state = train.TrainState(
-        params, {}, jax.random.key(0), np.full((config.num_seeds,), 2, np.int32)
-    )
+    state = TrainState(params, {}, jax.random.key(0), np.full((config.num_seeds,), 2, np.int32))
     out = records.prepare(out)
     records.write_config(out, config, None)
     writer = checkpoints.Writer(out, 1)

@@ -11,8 +11,7 @@ import pytest
 from benchmarks import sps
 from jaxcoop import cli, runner
 from jaxcoop.config import preset
-from jaxcoop.networks import RoundInput
-from jaxcoop.train import init_params, make_agent
+from jaxcoop.networks import RoundInput, init_params, make_agent
 
 
 def test_a_scan_body_counts_once_per_trip_and_nested_scans_multiply():

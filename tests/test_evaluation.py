@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcoop import environment, evaluation, strategies, train
+from jaxcoop import environment, evaluation, networks, strategies
 from jaxcoop.config import preset
 from jaxcoop.environment import C, D
 from jaxcoop.evaluation import cross_play, curves, match, tabular
@@ -122,10 +122,10 @@ def test_unknown_coplayer_name_is_refused_with_the_allowed_names():
 
 def test_evaluate_learners_meets_the_panel_and_the_other_learner():
     config = preset("tiny").replace(num_learners=3)
-    agent = train.make_agent(config)
+    agent = networks.make_agent(config)
     game = environment.make_game(config.game, config.horizon)
     keys = jax.random.split(jax.random.key(0), 2 * 3).reshape(2, 3)
-    params = jax.vmap(jax.vmap(lambda k: train.init_params(agent, k)))(keys)  # [S=2, N=3]
+    params = jax.vmap(jax.vmap(lambda k: networks.init_params(agent, k)))(keys)  # [S=2, N=3]
     result = evaluation.evaluate_learners(
         agent, params, game, jax.random.key(1), 16, ("always_cooperate", "always_defect")
     )
@@ -144,10 +144,10 @@ def test_evaluate_learners_meets_the_panel_and_the_other_learner():
 
 def test_an_opponent_id_agent_reads_the_tabular_coplayers_identity_in_play_as_in_training():
     config = preset("tiny").replace(opponent_id=True)
-    agent = train.make_agent(config)
+    agent = networks.make_agent(config)
     game = environment.make_game(config.game, config.horizon)
-    params = train.init_params(agent, jax.random.key(0))
-    other = train.init_params(agent, jax.random.key(1))
+    params = networks.init_params(agent, jax.random.key(0))
+    other = networks.init_params(agent, jax.random.key(1))
     # A fresh policy head (init scale 0.01) hardly moves; scale it so the carry, which the ID
     # sets, matters to the moves.
     params = jax.tree_util.tree_map_with_path(

@@ -10,12 +10,25 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jaxcoop"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def module_name(path: Path) -> str:
+    """``jaxcoop/algorithms/ppi/model.py`` -> ``algorithms.ppi.model``; a package's
+    ``__init__.py`` -> the package (``algorithms.ppi``)."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+FILES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+FILES.pop("")  # jaxcoop/__init__.py: the public API, which imports everything
+MODULES = sorted(FILES)
 
 
 def imports_of(module: str) -> set[str]:
-    """The ``jaxcoop`` modules that ``module`` imports anywhere in its source."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """The ``jaxcoop`` modules (dotted below ``jaxcoop``; a package counts as its
+    ``__init__``) that ``module`` imports anywhere in its source: for ``from a.b import c``,
+    ``a.b.c`` if that is a module, else ``a.b``."""
+    tree = ast.parse(FILES[module].read_text())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -23,13 +36,13 @@ def imports_of(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # ``from jaxcoop import x`` imports module x; ``from jaxcoop.y import z`` module y.
             base = node.module
-            names = [f"{base}.{a.name}" for a in node.names] if base == "jaxcoop" else [base]
+            names = [f"{base}.{a.name}" for a in node.names]
+            names = [n if n.removeprefix("jaxcoop.") in FILES else base for n in names]
         else:
             continue
         for name in names:
-            parts = name.split(".")
-            if parts[0] == "jaxcoop" and len(parts) > 1 and parts[1] in MODULES:
-                found.add(parts[1])
+            if name.startswith("jaxcoop.") and name.removeprefix("jaxcoop.") in FILES:
+                found.add(name.removeprefix("jaxcoop."))
     return found - {module}
 
 
@@ -45,7 +58,9 @@ def reachable(module: str) -> set[str]:
     return seen
 
 
-def test_the_graph_reader_sees_plain_and_nested_imports():
+def test_the_graph_reader_sees_plain_nested_and_package_imports():
+    assert "algorithms.ppi" in GRAPH["trained"]  # from jaxcoop.algorithms import ppi
+    assert "algorithms.ppi.model" in GRAPH["algorithms.ppi.planning"]
     assert "environment" in GRAPH["rollout"]  # from jaxcoop import environment, strategies
     assert "config" in GRAPH["train"]  # from jaxcoop.config import Config
 
@@ -59,7 +74,19 @@ def test_no_module_imports_itself_through_others(module):
 
 @pytest.mark.parametrize("module", ["records", "checkpoints"])
 def test_the_results_folder_does_not_need_the_training_program(module):
-    assert "train" not in reachable(module) and "ppi" not in reachable(module)
+    training = [m for m in reachable(module) if m == "train" or m.startswith("algorithms")]
+    assert training == []
+
+
+def test_the_algorithm_families_never_import_each_other():
+    families = ("algorithms.actor_critic", "algorithms.ppi")
+    for family in families:
+        inside = [m for m in MODULES if m == family or m.startswith(family + ".")]
+        others = [f for f in families if f != family]
+        reached = set().union(*(reachable(m) for m in inside))
+        crossing = [m for m in reached for f in others if m == f or m.startswith(f + ".")]
+        assert crossing == [], f"{family} reaches {crossing}"
+        assert "train" not in reached, f"{family} imports the registry (jaxcoop.train)"
 
 
 def test_no_library_module_imports_the_command_line():

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcoop import losses, train
+from jaxcoop.algorithms import actor_critic
+from jaxcoop.algorithms.actor_critic import losses
 
 LOG_HALF = np.log(0.5)
 
@@ -180,7 +181,7 @@ def test_ppo_one_epoch_one_minibatch_unclipped_updates_like_a2c(tiny_rollout):
     opt_state = optimizer.init(params)
 
     def step(config):
-        update = jax.jit(train.make_update(config, tiny_rollout.agent, optimizer))
+        update = jax.jit(actor_critic.make_update(config, tiny_rollout.agent, optimizer))
         new_params, _, info, grad_norm = update(params, opt_state, batch, jax.random.key(3))
         return new_params, info, grad_norm
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import jaxcoop
-from jaxcoop import environment, strategies, train
+from jaxcoop import environment, networks, strategies
 from jaxcoop.environment import C, D
 
 NUM_EPISODES = 2000
@@ -89,7 +89,7 @@ def test_same_key_replays_identically_and_another_key_does_not(gtft_vs_random):
 def test_untrained_agent_plays_tit_for_tat():
     config = jaxcoop.preset("tiny")
     agent = jaxcoop.make_agent(config)
-    params = train.init_params(agent, jax.random.key(0))
+    params = networks.init_params(agent, jax.random.key(0))
     game = jaxcoop.make_game("ipd", config.horizon)
     episodes = jaxcoop.play(
         jaxcoop.agent_policy(agent, params), strategies.tit_for_tat(), jax.random.key(1), 32, game
@@ -113,7 +113,7 @@ def tiny_agents():
     for backbone in ("gru", "transformer"):
         config = jaxcoop.preset("tiny", backbone)
         agent = jaxcoop.make_agent(config)
-        out[backbone] = (config, agent, train.init_params(agent, jax.random.key(0)))
+        out[backbone] = (config, agent, networks.init_params(agent, jax.random.key(0)))
     return out
 
 
@@ -195,7 +195,8 @@ def test_a_loaded_agent_plays_its_own_game_and_refuses_a_longer_one(tiny_agents,
 
 
 def test_evaluation_refuses_a_transformer_or_a_planner_beyond_its_horizon(tiny_agents):
-    from jaxcoop import evaluation, ppi
+    from jaxcoop import evaluation
+    from jaxcoop.algorithms import ppi
 
     _, agent, params = tiny_agents["transformer"]
     tft = evaluation.tabular(strategies.tit_for_tat())

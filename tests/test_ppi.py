@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcoop import environment, ppi, strategies, train
+from jaxcoop import environment, strategies, train
+from jaxcoop.algorithms import ppi
 from jaxcoop.environment import START, C, D
 from jaxcoop.networks import RoundInput
 from jaxcoop.rollout import play
@@ -350,7 +351,7 @@ def test_ppi_dataset_grows_by_each_phases_episodes_seen_from_both_seats(tiny_ppi
     pretrain, per_phase = config.ppi_pretrain_episodes, config.num_episodes
     counts = [int(ppi.dataset_count(config, s.iteration)) for s in states]
     assert counts == [pretrain + k * per_phase for k in range(4)]
-    data = [s.opt_state for s in states]  # PPI keeps its dataset there
+    data = [s.learner_state for s in states]  # PPI keeps its dataset there
     assert data[0].actions.shape == (2, ppi.dataset_size(config), config.horizon, 2)
     assert ppi.dataset_size(config) == pretrain + 3 * per_phase
     new = slice(pretrain, pretrain + per_phase)
@@ -369,7 +370,7 @@ def test_ppi_dataset_grows_by_each_phases_episodes_seen_from_both_seats(tiny_ppi
 def test_ppi_phase_is_reproducible_from_the_state(tiny_ppi):
     _, phase, states, metrics = tiny_ppi
     again, m = phase(states[1])
-    np.testing.assert_array_equal(again.opt_state.actions, states[2].opt_state.actions)
+    np.testing.assert_array_equal(again.learner_state.actions, states[2].learner_state.actions)
     np.testing.assert_array_equal(jax.device_get(m).loss, metrics[1].loss)
 
 
@@ -450,8 +451,8 @@ def test_a_ppi_run_resumed_with_more_phases_grows_its_dataset_and_repeats_its_ph
     longer = config.replace(num_iterations=3)
     ckpt = trained.restore_state(run_dir, 3, config)  # config.json still says 2 phases
     filled = int(ppi.dataset_count(longer, 3))
-    assert ckpt.state.opt_state.actions.shape[2] == ppi.dataset_size(longer) == filled
-    phase3 = ckpt.state.opt_state.actions[:, :, filled - config.num_episodes :]
+    assert ckpt.state.learner_state.actions.shape[2] == ppi.dataset_size(longer) == filled
+    phase3 = ckpt.state.learner_state.actions[:, :, filled - config.num_episodes :]
     assert np.any(phase3 != 0)  # the third phase's episodes were written into the new room
     newest = trained.newest_episodes(run_dir, trained.load(run_dir), config.num_episodes)
     np.testing.assert_array_equal(newest, phase3)
@@ -494,7 +495,7 @@ def test_ppi_warm_starts_take_the_sources_newest_episodes_and_its_planner(ppi_ru
     warm = trained.resolve_warm_start(new, [source], trained.Source(source_dir, 1))
     # The source's datasets after its 2 phases: D0 then 2 x num_episodes episodes per learner.
     shapes = trained.state_shapes(config, train.make_trainer(config))
-    dataset = checkpoints.restore(source_dir, 2, shapes).state.opt_state.actions
+    dataset = checkpoints.restore(source_dir, 2, shapes).state.learner_state.actions
     filled = config.ppi_pretrain_episodes + 2 * config.num_episodes
     np.testing.assert_array_equal(warm.data, dataset[:, :, filled - pretrain : filled])
     assert warm.params is None and warm.data.dtype == np.int8
@@ -520,13 +521,13 @@ def test_ppi_warm_starts_take_the_sources_newest_episodes_and_its_planner(ppi_ru
     state = checkpoints.restore(
         run_dir, 1, trained.state_shapes(new, train.make_trainer(new, planner))
     ).state
-    np.testing.assert_array_equal(state.opt_state.actions[:, :, :pretrain], warm.data)
+    np.testing.assert_array_equal(state.learner_state.actions[:, :, :pretrain], warm.data)
     metrics = records.read_metrics(run_dir)
     assert np.all(np.isfinite(metrics["frozen_coop"])) and np.all(
         np.isnan(metrics["coop_vs_learner"])
     )
     # All its episodes were against the frozen learner: the metrics are those episodes' moves.
-    played = np.asarray(state.opt_state.actions[:, :, pretrain : pretrain + new.num_episodes])
+    played = np.asarray(state.learner_state.actions[:, :, pretrain : pretrain + new.num_episodes])
     np.testing.assert_allclose(
         metrics["coop_vs_frozen"][:, 0], (played[..., 0] == C).mean(axis=(2, 3)), atol=1e-4
     )
@@ -550,18 +551,18 @@ def test_ppi_with_opponent_id_keeps_each_episodes_identity():
     loop = train.make_trainer(config)
     state = jax.jit(loop.init)(jax.random.key(0))
     pretrain, tabular = config.ppi_pretrain_episodes, config.num_tabular_episodes
-    ids = state.opt_state.opponent_id  # [N, M, 10]
+    ids = state.learner_state.opponent_id  # [N, M, 10]
     assert ids.shape == (2, ppi.dataset_size(config), strategies.OPPONENT_ID_SIZE)
     # D0's co-players are U(0, 1) draws: log-probabilities, all below 0.
     assert np.all(np.asarray(ids[:, :pretrain]) < 0)
     state, _ = jax.jit(loop.iteration)(state)
-    new = np.asarray(state.opt_state.opponent_id[:, pretrain : pretrain + config.num_episodes])
+    new = np.asarray(state.learner_state.opponent_id[:, pretrain : pretrain + config.num_episodes])
     allc = np.asarray(strategies.opponent_id(strategies.always_cooperate()))
     np.testing.assert_allclose(new[:, :tabular], np.broadcast_to(allc, new[:, :tabular].shape))
     np.testing.assert_array_equal(new[:, tabular:], 0.0)  # against the other learner
     # The model reads the identity: its loss on the same episodes changes with it.
     params = jax.tree.map(lambda x: x[0], state.params)
-    actions = jnp.swapaxes(state.opt_state.actions[0, pretrain : pretrain + tabular], 0, 1)
+    actions = jnp.swapaxes(state.learner_state.actions[0, pretrain : pretrain + tabular], 0, 1)
     actions = actions.astype(jnp.int32)
     t = ppi.targets(actions, IPD[actions[..., 0], actions[..., 1], 0])
     model = ppi.make_model(config)
@@ -604,7 +605,7 @@ def test_with_a_prior_window_the_prior_follows_the_newest_phase(tiny_ppi):
     for _ in range(2):
         state, _ = phase(state)
     pretrain, per_phase = config.ppi_pretrain_episodes, config.num_episodes
-    opening = np.asarray(state.opt_state.actions[:, :, 0, 0] == C)  # [N, M]: round 1, own
+    opening = np.asarray(state.learner_state.actions[:, :, 0, 0] == C)  # [N, M]: round 1, own
     d0 = opening[:, :pretrain].mean(axis=1)
     phase1 = opening[:, pretrain : pretrain + per_phase].mean(axis=1)
     # Phase 2's model (fitted on D0 and phase 1) learnt its prior from phase 1's own moves only:
@@ -632,8 +633,8 @@ def test_episodes_collected_in_chunks_are_independent_pieces_of_the_same_kinds()
     after, _ = phase(state)
     pretrain = config.ppi_pretrain_episodes
     new = slice(pretrain, pretrain + config.num_episodes)
-    actions = np.asarray(after.opt_state.actions[:, new]).astype(np.int32)  # [N, E, T, 2]
-    ids = np.asarray(after.opt_state.opponent_id[:, new])
+    actions = np.asarray(after.learner_state.actions[:, new]).astype(np.int32)  # [N, E, T, 2]
+    ids = np.asarray(after.learner_state.opponent_id[:, new])
     assert np.all(actions[:, :tabular, :, 1] == C)  # the tabular co-player: always-cooperate
     allc = np.asarray(strategies.opponent_id(strategies.always_cooperate()))
     np.testing.assert_allclose(ids[:, :tabular], np.broadcast_to(allc, ids[:, :tabular].shape))
@@ -643,7 +644,9 @@ def test_episodes_collected_in_chunks_are_independent_pieces_of_the_same_kinds()
     np.testing.assert_array_equal(col1, row0[..., ::-1])
     # The two pieces play with their own keys, not the same episodes twice.
     assert not np.array_equal(actions[:, :4], actions[:, 4:tabular])
-    np.testing.assert_array_equal(phase(state)[0].opt_state.actions, after.opt_state.actions)
+    np.testing.assert_array_equal(
+        phase(state)[0].learner_state.actions, after.learner_state.actions
+    )
 
 
 def test_episodes_against_a_frozen_planner_collected_in_chunks():
@@ -654,7 +657,7 @@ def test_episodes_against_a_frozen_planner_collected_in_chunks():
     state, metrics = jax.jit(loop.iteration)(jax.jit(loop.init)(jax.random.key(0)))
     frozen = np.asarray(metrics.frozen_coop)
     assert frozen.shape == (2,) and np.all((frozen >= 0) & (frozen <= 1))
-    new = np.asarray(state.opt_state.actions[:, config.ppi_pretrain_episodes :][:, :16])
+    new = np.asarray(state.learner_state.actions[:, config.ppi_pretrain_episodes :][:, :16])
     assert not np.array_equal(new[:, :4], new[:, 4:8])
 
 

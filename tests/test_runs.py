@@ -58,7 +58,7 @@ def test_checkpoints_hold_the_final_state_metrics_and_config(source_run):
     )
     ckpt = checkpoints.restore(out, target=target)
     assert _tree_equal(ckpt.state.params, state.params)
-    assert _tree_equal(ckpt.state.opt_state, state.opt_state)
+    assert _tree_equal(ckpt.state.learner_state, state.learner_state)
     assert _tree_equal(jax.random.key_data(ckpt.state.key), jax.random.key_data(state.key))
     np.testing.assert_array_equal(ckpt.state.iteration, [4, 4])
     history = records.read_metrics(out)
@@ -394,7 +394,7 @@ def test_init_from_starts_each_learner_and_seed_from_the_source(source_run):
             jax.tree.map(lambda x: x[:, 1], state.params),
         )
     assert warm.record["init_from"][0]["learner"] == 1
-    assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(start.opt_state[1][0].mu))
+    assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(start.learner_state[1][0].mu))
 
 
 def test_init_from_refuses_another_architecture_and_seed_count(source_run):

@@ -27,7 +27,7 @@ import sys
 import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
-from jaxcoop import config, rollout, runner, sharding, strategies, train
+from jaxcoop import config, networks, rollout, runner, sharding, strategies
 from jaxcoop.environment import make_game
 
 assert jax.device_count() == 8, jax.devices()
@@ -52,8 +52,8 @@ for backbone, algo in [name.split("-") for name in sys.argv[1:]]:
 # Where the rollout's episodes live: one seed, so learners 2 ways and seats 4 ways.
 cfg = config.preset("tiny").replace(num_episodes=32)
 mesh = sharding.make_mesh(1, 2)
-agent = train.make_agent(cfg)
-params = jax.vmap(lambda k: train.init_params(agent, k))(jax.random.split(jax.random.key(0), 2))
+agent = networks.make_agent(cfg)
+params = jax.vmap(lambda k: networks.init_params(agent, k))(jax.random.split(jax.random.key(0), 2))
 coplayers = strategies.sample_coplayers(jax.random.key(1), (2, cfg.num_tabular_episodes), "uniform")
 succ, pred = rollout.sample_pairing(jax.random.key(2), cfg.num_pair_slots, 2)
 collect = jax.jit(lambda p: rollout.collect(

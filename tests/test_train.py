@@ -307,15 +307,18 @@ def test_a2c_through_the_rollout_equals_a2c_on_a_second_forward_pass(monkeypatch
     """The GRU's A2C gradient taken through the rollout itself gives the update of the
     recompute-then-differentiate path (same episodes: same key), up to float32 rounding; with a
     frozen co-player too (its parameters get no gradient)."""
-    from jaxcoop import networks, train
+    from jaxcoop import networks
+    from jaxcoop.algorithms.actor_critic import train as actor_critic
 
     config = jaxcoop.preset("tiny").replace(num_learners=3)
     coplayer = networks.Agent(embed_dim=8, hidden_dim=16) if frozen else None
-    assert train.differentiates_rollout(config)
+    assert actor_critic.differentiates_rollout(config)
     results = []
     for through in (True, False):
-        monkeypatch.setattr(train, "differentiates_rollout", lambda c, through=through: through)
-        trainer = train.make_trainer(config, coplayer)
+        monkeypatch.setattr(
+            actor_critic, "differentiates_rollout", lambda c, through=through: through
+        )
+        trainer = actor_critic.make_trainer(config, coplayer)
         state = trainer.init(jax.random.key(3))
         state, metrics = jax.jit(trainer.iteration)(state)
         results.append((state, metrics))
@@ -333,13 +336,13 @@ def test_frozen_and_tabular_coplayers_draw_their_moves_independently(tiny_rollou
     """Seat i against a tabular co-player and seat i against the frozen co-player sample with
     different keys: with both playing 50/50, their moves agree about half the time (with one
     key for both they would agree in every round)."""
-    from jaxcoop import networks, train
+    from jaxcoop import networks
 
     t = tiny_rollout
     n, k = t.config.num_learners, 64
     coplayers = jnp.full((n, k, 5), 0.5)  # every tabular co-player cooperates with p = 1/2
     frozen_agent = networks.Agent(embed_dim=8, hidden_dim=16)
-    params = train.init_params(frozen_agent, jax.random.key(0))
+    params = networks.init_params(frozen_agent, jax.random.key(0))
     params = jax.tree.map(jnp.zeros_like, params)  # logits 0: 50/50 in every round
     frozen = rollout.FrozenCoplayer(frozen_agent, params, num_episodes=k)
     none = jnp.zeros((n, 0), jnp.int32)
