@@ -1,7 +1,10 @@
 """The host side of a run: seeds vmapped, compiled chunks of iterations, progress, records.
 
-The training program is compiled once (ahead of time); between chunks the host only moves the
-chunk's metrics off the device, checks them, appends them to ``metrics.csv`` and prints progress.
+The training program is compiled once (ahead of time); ``run_chunks`` runs it chunk by chunk
+and hands each chunk's ``ChunkReport`` to a list of callbacks, which are all the host does
+between chunks: ``MetricsRecorder`` (``metrics.csv``, the finite-loss check), ``SinkLogger``
+(TensorBoard, W&B), ``CheckpointSaver`` and ``ProgressPrinter``. ``run`` and ``resume`` put
+them together; other code can run a trainer with its own.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -20,7 +23,7 @@ from jaxcoop import checkpoints, evaluation, figures, loggers, records, sharding
 from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
 from jaxcoop.records import RunFolderError
-from jaxcoop.state import Metrics, Trainer, TrainState
+from jaxcoop.state import Trainer, TrainState
 from jaxcoop.train import algorithm, make_player, make_trainer
 
 
@@ -37,9 +40,10 @@ def _nanmean(x: np.ndarray, axis=None) -> np.ndarray:
     return np.nanmean(x, axis=axis)
 
 
-def check_finite(metrics: Metrics, first_iteration: int, run_dir: Path) -> None:
-    """Raise ``FloatingPointError`` naming the learner, seed and iteration of a non-finite loss."""
-    loss_SxIxN = np.asarray(metrics.loss)
+def check_finite(loss_SxIxN: np.ndarray, first_iteration: int, run_dir: Path) -> None:
+    """Raise ``FloatingPointError`` naming the learner, seed and iteration of a non-finite loss
+    ``[S, I, N]`` (a chunk's, starting at ``first_iteration``)."""
+    loss_SxIxN = np.asarray(loss_SxIxN)
     bad = np.argwhere(~np.isfinite(loss_SxIxN))
     if bad.size:
         seed, it, learner = bad[np.argmin(bad[:, 1])]
@@ -51,7 +55,7 @@ def check_finite(metrics: Metrics, first_iteration: int, run_dir: Path) -> None:
 
 
 def progress_line(
-    config: Config, metrics: Metrics, done: int, elapsed: float, first: int = 0
+    config: Config, metrics: dict[str, np.ndarray], done: int, elapsed: float, first: int = 0
 ) -> str:
     """One line: iterations, speed, ETA, and each learner's reward / cooperation this chunk
     (``first``: the iteration this process started at, for the speed)."""
@@ -67,14 +71,14 @@ def progress_line(
     for n in range(config.num_learners):
 
         def m(name, n=n):
-            return _nanmean(np.asarray(getattr(metrics, name))[..., n])
+            return _nanmean(np.asarray(metrics[name])[..., n])
 
         text = f"L{n}"
-        if not np.all(np.isnan(np.asarray(metrics.coop_vs_learner))):
+        if not np.all(np.isnan(np.asarray(metrics["coop_vs_learner"]))):
             text += f" vsL r={m('reward_vs_learner'):+.2f} c={m('coop_vs_learner'):.2f}"
         if config.num_tabular_episodes:
             text += f" vsT r={m('reward_vs_tabular'):+.2f} c={m('coop_vs_tabular'):.2f}"
-        if not np.all(np.isnan(np.asarray(metrics.coop_vs_frozen))):
+        if not np.all(np.isnan(np.asarray(metrics["coop_vs_frozen"]))):
             text += f" vsF r={m('reward_vs_frozen'):+.2f} c={m('coop_vs_frozen'):.2f}"
             text += f" (F r={m('frozen_reward'):+.2f} c={m('frozen_coop'):.2f})"
         per_learner.append(text)
@@ -350,6 +354,115 @@ def _empty_history(config: Config) -> dict[str, np.ndarray]:
     return {name: np.full(shape, np.nan, np.float32) for name in records.METRIC_NAMES}
 
 
+class ChunkReport(NamedTuple):
+    """What the callbacks of ``run_chunks`` see after each chunk.
+
+    begin, end: the chunk's iterations ``[begin, end)``. state: the (device) ``TrainState``
+    after it. metrics: ``{name: float32 [S, end - begin, N]}`` on the host. elapsed: seconds
+    of training in this process so far.
+    """
+
+    begin: int
+    end: int
+    state: TrainState
+    metrics: dict[str, np.ndarray]
+    elapsed: float
+
+
+def run_chunks(
+    chunk: Callable, state: TrainState, config: Config, first: int, callbacks: Sequence[Any]
+) -> tuple[TrainState, float]:
+    """Run the compiled ``chunk`` from iteration ``first`` to ``config.num_iterations``,
+    calling every callback (``callback(report: ChunkReport)``) in order after each chunk; then
+    (also when a chunk or a callback raises) each one's ``close()``, if it has one. Returns the
+    final state and the seconds it took."""
+    start = time.perf_counter()
+    try:
+        for begin in range(first, config.num_iterations, config.chunk_iterations):
+            state, metrics = chunk(state)
+            metrics = jax.device_get(metrics)._asdict()
+            end = begin + config.chunk_iterations
+            report = ChunkReport(begin, end, state, metrics, time.perf_counter() - start)
+            for callback in callbacks:
+                callback(report)
+    finally:
+        for callback in callbacks:
+            if hasattr(callback, "close"):
+                callback.close()
+    return state, time.perf_counter() - start
+
+
+class MetricsRecorder:
+    """Appends each chunk's metrics to ``metrics.csv`` (if ``write``) and to ``history``
+    (``_empty_history``'s arrays, filled in place), then refuses a non-finite loss
+    (``check_finite``: the metrics up to it are written first)."""
+
+    def __init__(self, run_dir: Path, history: dict[str, np.ndarray], write: bool = True):
+        self.run_dir, self.history, self.write = Path(run_dir), history, write
+
+    def __call__(self, r: ChunkReport) -> None:
+        if self.write:
+            records.append_metrics(self.run_dir, r.metrics, r.begin)
+        for name, value in r.metrics.items():
+            self.history[name][:, r.begin : r.end] = value
+        check_finite(r.metrics["loss"], r.begin, self.run_dir)
+
+
+class SinkLogger:
+    """Logs each chunk's per-learner means to ``loggers`` sinks (TensorBoard, W&B) and closes
+    them at the end."""
+
+    def __init__(self, sinks: Sequence[Any]):
+        self.sinks = list(sinks)
+
+    def __call__(self, r: ChunkReport) -> None:
+        for sink in self.sinks:
+            sink.log(r.end, loggers.chunk_scalars(r.metrics))
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+class CheckpointSaver:
+    """Saves the state, the metrics so far (``history``) and ``meta(elapsed)`` every
+    ``every`` iterations and after the last chunk (``checkpoints.Writer``)."""
+
+    def __init__(
+        self,
+        writer: checkpoints.Writer,
+        config: Config,
+        history: dict[str, np.ndarray],
+        meta: Callable[[float], dict],
+        mesh: Mesh | None = None,
+    ):
+        self.writer, self.config, self.history, self.meta = writer, config, history, meta
+        self.every, self.mesh = config.checkpoint_every or config.chunk_iterations, mesh
+
+    def __call__(self, r: ChunkReport) -> None:
+        if r.end % self.every == 0 or r.end == self.config.num_iterations:
+            self.writer.save(
+                r.end,
+                sharding.to_host(r.state, self.mesh),
+                {k: v[:, : r.end] for k, v in self.history.items()},
+                {"iteration": r.end, **self.meta(r.elapsed)},
+            )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class ProgressPrinter:
+    """Prints ``progress_line`` after each chunk (``first``: the iteration this process
+    started at, for the speed)."""
+
+    def __init__(self, config: Config, log: Callable[[str], None], first: int = 0):
+        self.config, self.log, self.first = config, log, first
+
+    def __call__(self, r: ChunkReport) -> None:
+        self.log(progress_line(self.config, r.metrics, r.end, r.elapsed, self.first))
+
+
 class _Session:
     """The host loop of one process working on a run (a new run or a resumed one)."""
 
@@ -379,50 +492,38 @@ class _Session:
             wandb_id=meta.get("wandb_id"),
         )
         wandb_id = next((s.run_id for s in sinks if hasattr(s, "run_id")), meta.get("wandb_id"))
-        every = config.checkpoint_every or config.chunk_iterations
         previous_seconds = meta.get("train_seconds", 0.0)
         sessions = meta.get("sessions", 0) + 1
-        writer = checkpoints.Writer(run_dir, config.keep_checkpoints)
-        train_start = time.perf_counter()
+
+        def checkpoint_meta(elapsed: float) -> dict:
+            return {
+                "config": config.to_dict(),
+                "train_seconds": previous_seconds + elapsed,
+                "sessions": sessions,
+                "wandb_id": wandb_id,
+            }
+
+        callbacks = [
+            MetricsRecorder(run_dir, history, write=self.primary),
+            SinkLogger(sinks),
+            CheckpointSaver(
+                checkpoints.Writer(run_dir, config.keep_checkpoints),
+                config,
+                history,
+                checkpoint_meta,
+                self.mesh,
+            ),
+            ProgressPrinter(config, log, first),
+        ]
         try:
-            for begin in range(first, config.num_iterations, config.chunk_iterations):
-                state, metrics = chunk(state)
-                done = jax.device_get(metrics)
-                metrics = done._asdict()
-                end = begin + config.chunk_iterations
-                if self.primary:
-                    records.append_metrics(run_dir, metrics, begin)
-                for name, value in metrics.items():
-                    history[name][:, begin:end] = value
-                check_finite(done, begin, run_dir)
-                for sink in sinks:
-                    sink.log(end, loggers.chunk_scalars(metrics))
-                elapsed = time.perf_counter() - train_start
-                if end % every == 0 or end == config.num_iterations:
-                    writer.save(
-                        end,
-                        sharding.to_host(state, self.mesh),
-                        {k: v[:, :end] for k, v in history.items()},
-                        {
-                            "iteration": end,
-                            "config": config.to_dict(),
-                            "train_seconds": previous_seconds + elapsed,
-                            "sessions": sessions,
-                            "wandb_id": wandb_id,
-                        },
-                    )
-                log(progress_line(config, done, end, elapsed, first))
+            state, seconds = run_chunks(chunk, state, config, first, callbacks)
         except KeyboardInterrupt:
             log(
                 f"interrupted; continue with: python -m experiments.ipd --resume {run_dir} "
                 f"(newest checkpoint kept: {checkpoints.directory(run_dir)})"
             )
             raise
-        finally:
-            for sink in sinks:
-                sink.close()
-            writer.close()
-        train_seconds = previous_seconds + time.perf_counter() - train_start
+        train_seconds = previous_seconds + seconds
         return state, self.finish(
             state, compile_seconds, train_seconds, sessions, evaluation_episodes
         )

@@ -21,6 +21,7 @@ from jaxcoop import checkpoints, cli, loggers, records, runner, trained
 from jaxcoop.config import preset
 from jaxcoop.environment import C
 from jaxcoop.records import RunFolderError
+from jaxcoop.state import Metrics
 from jaxcoop.train import make_trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -488,3 +489,68 @@ def test_a_missing_logging_package_stops_before_anything_is_written(tmp_path, ca
     err = _main_error(["--preset", "tiny", "--wandb", "proj", "--out", str(out)], capsys)
     assert "--wandb needs the wandb package" in err
     assert not out.exists()
+
+
+# --- The host loop's callbacks. ------------------------------------------------------------------
+
+
+def _counting_chunk(config):
+    """A stand-in for a compiled chunk: the state is the iteration count, every metric the
+    iteration numbers of the chunk ``[S=1, I, N=1]`` (no compilation)."""
+
+    def chunk(state):
+        its = np.arange(state, state + config.chunk_iterations, dtype=np.float32)
+        value = its.reshape(1, -1, 1)
+        return state + config.chunk_iterations, Metrics(*(value for _ in Metrics._fields))
+
+    return chunk
+
+
+def test_run_chunks_reports_every_chunk_to_every_callback_in_order_and_closes_them():
+    config = TINY.replace(num_iterations=6, chunk_iterations=2)
+    seen, closed = [], []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, r):
+            seen.append((self.name, r.begin, r.end, r.state, float(r.metrics["loss"][0, -1, 0])))
+
+        def close(self):
+            closed.append(self.name)
+
+    state, seconds = runner.run_chunks(
+        _counting_chunk(config), 2, config, 2, [Recorder("a"), lambda r: None, Recorder("b")]
+    )
+    assert state == 6 and seconds >= 0
+    assert seen == [
+        ("a", 2, 4, 4, 3.0),
+        ("b", 2, 4, 4, 3.0),
+        ("a", 4, 6, 6, 5.0),
+        ("b", 4, 6, 6, 5.0),
+    ]
+    assert closed == ["a", "b"]
+
+
+def test_run_chunks_closes_every_callback_when_one_raises(tmp_path):
+    config = TINY.replace(num_iterations=6, chunk_iterations=2)
+    history = {name: np.full((1, 6, 1), np.nan, np.float32) for name in records.METRIC_NAMES}
+    closed = []
+
+    class Closer:
+        def __call__(self, r):
+            pass
+
+        def close(self):
+            closed.append(True)
+
+    def bad_chunk(state):
+        state, metrics = _counting_chunk(config)(state)
+        return state, metrics._replace(loss=np.full((1, 2, 1), np.nan, np.float32))
+
+    recorder = runner.MetricsRecorder(tmp_path, history, write=False)
+    with pytest.raises(FloatingPointError, match="iteration 0"):
+        runner.run_chunks(bad_chunk, 0, config, 0, [recorder, Closer()])
+    assert closed == [True]
+    np.testing.assert_array_equal(history["reward_vs_learner"][0, :2, 0], [0.0, 1.0])
