@@ -5,11 +5,13 @@ python -m experiments.compare runs/a runs/b --labels GRU transformer --out compa
 Reads each run's ``metrics.csv`` (whatever has been written so far, so a run still in progress
 can be compared too) and plots reward and cooperation against learners and against tabular
 co-players (mean over learners, mean ± std over seeds). The table gives the mean over the last
-10% of each run's iterations.
+10% of each run's iterations; it is printed and written beside the figure as CSV (``--out
+compare.png`` -> ``compare.csv``: run, iterations, then each measure's mean and std over seeds).
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -17,19 +19,47 @@ import numpy as np
 
 from jaxcoop import cli, figures, records
 
+#: ``compare.csv``'s columns: each of ``figures.RUN_PANELS``' measures as mean and std.
+COLUMNS = ("run", "iterations") + tuple(
+    f"{name}_{stat}" for name, _ in figures.RUN_PANELS for stat in ("mean", "std")
+)
+
+
+def rows(histories: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    """Final values per run (``records.tail_means``; mean over learners, then mean and std over
+    seeds), keyed by ``COLUMNS``."""
+    out = []
+    for label, h in histories.items():
+        row = {"run": label, "iterations": len(h["iteration"])}
+        for name, _ in figures.RUN_PANELS:
+            per_seed = records.tail_means(h[name]).mean(axis=1)
+            row[f"{name}_mean"], row[f"{name}_std"] = float(per_seed.mean()), float(per_seed.std())
+        out.append(row)
+    return out
+
 
 def table(histories: dict[str, dict[str, np.ndarray]]) -> str:
-    """Final values (``records.tail_means``; mean over learners, mean ± std over seeds)."""
+    """``rows`` as text: mean ± std over seeds per measure."""
     lines = [
         f"{'run':<28}{'iterations':>11}" + "".join(f"{name:>22}" for name, _ in figures.RUN_PANELS)
     ]
-    for label, h in histories.items():
-        cells = ""
-        for name, _ in figures.RUN_PANELS:
-            per_seed = records.tail_means(h[name]).mean(axis=1)
-            cells += f"{per_seed.mean():>15.3f} ± {per_seed.std():.3f}"
-        lines.append(f"{label[:27]:<28}{len(h['iteration']):>11}{cells}")
+    for row in rows(histories):
+        cells = "".join(
+            f"{row[name + '_mean']:>15.3f} ± {row[name + '_std']:.3f}"
+            for name, _ in figures.RUN_PANELS
+        )
+        lines.append(f"{row['run'][:27]:<28}{row['iterations']:>11}{cells}")
     return "\n".join(lines)
+
+
+def write_csv(path: Path, table_rows: list[dict]) -> Path:
+    """``table_rows`` (``rows``) as CSV, values to 6 significant digits."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in table_rows:
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         histories[label] = records.read_metrics(run)
     print(table(histories))
     print(f"figure: {figures.compare_runs(args.out, histories, 'runs compared')}")
+    print(f"table: {write_csv(args.out.with_suffix('.csv'), rows(histories))}")
 
 
 if __name__ == "__main__":

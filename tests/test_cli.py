@@ -139,4 +139,11 @@ def test_compare_plots_runs_side_by_side_and_tabulates_them(tiny_run, tmp_path, 
     history = records.read_metrics(tiny_run)
     tail = history["coop_vs_learner"][:, -1:].mean()  # 6 iterations: the last 10% is 1
     assert f"{tail:.3f}" in rows[1]
+    with open(out.with_suffix(".csv")) as f:
+        written = list(csv.DictReader(f))
+    assert [r["run"] for r in written] == ["first", "second"]
+    assert float(written[1]["coop_vs_learner_mean"]) == pytest.approx(tail, abs=1e-5)
+    assert float(written[1]["coop_vs_learner_std"]) == pytest.approx(
+        history["coop_vs_learner"][:, -1:].mean(axis=(1, 2)).std(), abs=1e-5
+    )
     assert cli.main_guard(compare.main, [str(tiny_run), "--labels", "a", "b"]) == 2

@@ -2,8 +2,8 @@
 against the frozen 40-epoch step-1 planner.
 
 Run from the repository root after ``run.py``: ``python fits.py [RUN_DIR]``, RUN_DIR by default
-the 30-phase run (output: ``extortion.txt``); ``runs/step2-data4x`` gives
-``../step2-data4x/extortion.txt``.
+the 30-phase run (its printed table is kept as ``extortion.csv``); ``runs/step2-data4x``
+gives ``../step2-data4x/extortion.csv``.
 """
 
 import sys
