@@ -20,7 +20,16 @@ import jax
 
 from jaxcoop import sharding
 from jaxcoop.commands import ExperimentCommand, UsageError
-from jaxcoop.config import PRESETS, RESUMABLE_FIELDS, SCALES, Config, field_names, preset
+from jaxcoop.config import (
+    PAPER_PRESETS,
+    PRESETS,
+    RESUMABLE_FIELDS,
+    SCALES,
+    Config,
+    field_names,
+    preset,
+    scaled,
+)
 from jaxcoop.loggers import LoggerUnavailable
 from jaxcoop.records import RunFolderError
 from jaxcoop.trained import Source
@@ -75,6 +84,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         help=f"one of {sorted(PRESETS)}; default: mixed-pool on an accelerator, cpu otherwise",
+    )
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        help="a paper preset (--preset mixed-pool, step1-tabular, ...) at this scale, as the "
+        "experiment commands run it (e.g. --preset step2-extort --scale cpu: the mechanism's "
+        "step 2 at the cpu scale); default: the preset as it is",
     )
     p.add_argument("--out", type=Path, help="results folder (default: a new folder under runs/)")
     p.add_argument(
@@ -200,6 +216,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
     if args.resume is not None:
         for flag, given in [
             ("--preset", args.preset),
+            ("--scale", args.scale),
             ("--out", args.out),
             ("--init-from", args.init_from),
             ("--frozen-coplayer", args.frozen_coplayer),
@@ -220,11 +237,22 @@ def parse(argv: list[str] | None, description: str) -> Command:
         name, why = default_preset()
     else:
         name, why = args.preset, "chosen with --preset"
+    if args.scale is not None and name not in PAPER_PRESETS:
+        raise UsageError(
+            f"--scale {args.scale} scales a paper preset ({', '.join(PAPER_PRESETS)}); "
+            f"--preset {name} is a scale of its own"
+        )
+    backbone, algo = changes.get("backbone"), changes.get("algo")
     try:
-        config = preset(name, changes.get("backbone"), changes.get("algo")).replace(**changes)
+        if args.scale is None:
+            config = preset(name, backbone, algo).replace(**changes)
+        else:
+            config = scaled(name, args.scale, backbone, algo).replace(**changes)
+            name = f"{name} ({args.scale} scale)"
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out = args.out or Path("runs") / f"{name}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = name.split()[0] if args.scale is None else f"{name.split()[0]}-{args.scale}"
+    out = args.out or Path("runs") / f"{stem}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Command(
         config,
         name,

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+import jaxcoop
 from experiments import ipd
 from jaxcoop import cli, records, runner
 from jaxcoop.config import preset
@@ -91,6 +92,8 @@ def test_an_existing_run_folder_is_refused_and_left_untouched(tiny_run):
         (["--preset", "tiny", "--lr"], "--lr needs a value"),
         (["--preset"], "argument --preset: expected one argument"),  # argparse's own errors too
         (["--preset", "tiny", "--devices", "two"], "argument --devices: invalid int value"),
+        (["--preset", "cpu", "--scale", "tiny"], "--preset cpu is a scale of its own"),
+        (["--preset", "step1-tabular", "--scale", "huge"], "argument --scale: invalid choice"),
     ],
 )
 def test_bad_command_lines_stop_with_one_message_before_compiling(argv, message, capsys, tmp_path):
@@ -106,6 +109,18 @@ def test_overrides_and_equals_syntax_reach_the_config():
     )
     assert name == "cpu" and why == "chosen with --preset"
     assert (config.lr, config.num_seeds, config.opponent_id) == (2e-3, 4, True)
+
+
+def test_scale_gives_a_paper_preset_as_the_experiment_commands_run_it():
+    from jaxcoop.config import scaled
+
+    argv = ["--preset", "step2-extort", "--scale", "cpu", "--algo", "ppi", "--num-episodes", "64"]
+    config, name, out, *_ = cli.parse(argv, "t")
+    assert config == scaled("step2-extort", "cpu", algo="ppi").replace(num_episodes=64)
+    assert config != jaxcoop.preset("step2-extort", algo="ppi").replace(num_episodes=64)
+    assert name == "step2-extort (cpu scale)" and out.name.startswith("step2-extort-cpu-ppi-")
+    with pytest.raises(cli.UsageError, match="--scale cannot be used with --resume"):
+        cli.parse(["--resume", "runs/x", "--scale", "cpu"], "t")
 
 
 def test_an_unusable_results_folder_is_one_line_with_exit_status_1(tiny_run, capsys):

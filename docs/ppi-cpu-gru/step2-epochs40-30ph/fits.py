@@ -1,7 +1,8 @@
 """Memory-1 fits (``experiments.mechanism.step2_extortion``) of a PPI step-2 run's learners
 against the frozen 40-epoch step-1 planner.
 
-Run from the repository root after ``run.py``: ``python fits.py [RUN_DIR]``, RUN_DIR by default
+Run from the repository root after the step-2 command (../README.md, "Commands of the three
+step runs"): ``python fits.py [RUN_DIR]``, RUN_DIR by default
 the 30-phase run (its printed table is kept as ``extortion.csv``); ``runs/step2-data4x``
 gives ``../step2-data4x/extortion.csv``.
 """
