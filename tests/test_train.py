@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxcoop
-from jaxcoop import rollout
+from jaxcoop import networks, rollout
 
 CONFIG = jaxcoop.preset("tiny")  # 2 learners, 16 episodes (8 tabular), 6 iterations in chunks of 3
 SEEDS = (0, 1)
@@ -394,3 +394,55 @@ def test_the_rollouts_round_draws_no_random_numbers(tiny_rollout):
     inside = _primitives(scans[0].params["jaxpr"].jaxpr)
     assert "random_bits" not in inside and "threefry2x32" not in inside, inside
     assert "random_bits" in _primitives(jaxpr)  # drawn outside the scan instead
+
+
+def _primitives(jaxpr) -> list:
+    """Every equation of ``jaxpr`` and of the jaxprs inside it (scan bodies, jits, ...)."""
+    from benchmarks.sps import _sub_jaxprs
+
+    found = []
+    for eqn in jaxpr.eqns:
+        found.append(eqn)
+        for sub in _sub_jaxprs(eqn.params):
+            found += _primitives(sub)
+    return found
+
+
+@pytest.mark.parametrize("algo", ["a2c", "ppo"])
+def test_the_transformers_update_is_one_parallel_forward_not_a_second_rollout(algo):
+    """The transformer's update recomputes logits and values in one causal forward over
+    ``[T, B]``: its program writes no key/value cache (a ``dynamic_update_slice``, or a
+    ``scatter`` where it is batched over learners) and scans over the rounds only once (GAE's
+    backward recursion), while the rollout it learns from writes the cache every round. A
+    regression to differentiating the cached rollout, or to replaying it round by round, fails
+    here."""
+    writes = ("dynamic_update_slice", "scatter")
+    from jaxcoop.algorithms import actor_critic
+
+    config = jaxcoop.preset("tiny", "transformer").replace(algo=algo)
+    trainer = jaxcoop.make_trainer(config)
+    state = jax.eval_shape(trainer.init, jax.random.key(0))
+    agent = networks.make_agent(config)
+    assert not actor_critic.differentiates_rollout(config)
+
+    def rollout_only(params):
+        n, k = config.num_learners, config.num_tabular_episodes
+        coplayers = jnp.full((n, k, 5), 0.5)
+        succ, pred = rollout.sample_pairing(jax.random.key(1), config.num_pair_slots, n)
+        game = jaxcoop.make_game(config.game, config.horizon)
+        return rollout.collect(agent, params, jax.random.key(2), game, coplayers, succ, pred)
+
+    batch = jax.eval_shape(rollout_only, state.params)
+    collected = _primitives(jax.make_jaxpr(rollout_only)(state.params).jaxpr)
+    assert any(e.primitive.name in writes for e in collected)
+
+    update = actor_critic.make_update(config, agent, actor_critic.make_optimizer(config))
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), (state, batch))
+    (s, b) = one
+    jaxpr = jax.make_jaxpr(update)(s.params, s.learner_state, b, jax.random.key(3)).jaxpr
+    eqns = _primitives(jaxpr)
+    assert not [e.primitive.name for e in eqns if e.primitive.name in writes]
+    over_rounds = [
+        e for e in eqns if e.primitive.name == "scan" and e.params["length"] == config.horizon
+    ]
+    assert len(over_rounds) == 1  # GAE
