@@ -396,7 +396,7 @@ def test_the_rollouts_round_draws_no_random_numbers(tiny_rollout):
     assert "random_bits" in _primitives(jaxpr)  # drawn outside the scan instead
 
 
-def _primitives(jaxpr) -> list:
+def _equations(jaxpr) -> list:
     """Every equation of ``jaxpr`` and of the jaxprs inside it (scan bodies, jits, ...)."""
     from benchmarks.sps import _sub_jaxprs
 
@@ -404,7 +404,7 @@ def _primitives(jaxpr) -> list:
     for eqn in jaxpr.eqns:
         found.append(eqn)
         for sub in _sub_jaxprs(eqn.params):
-            found += _primitives(sub)
+            found += _equations(sub)
     return found
 
 
@@ -433,14 +433,14 @@ def test_the_transformers_update_is_one_parallel_forward_not_a_second_rollout(al
         return rollout.collect(agent, params, jax.random.key(2), game, coplayers, succ, pred)
 
     batch = jax.eval_shape(rollout_only, state.params)
-    collected = _primitives(jax.make_jaxpr(rollout_only)(state.params).jaxpr)
+    collected = _equations(jax.make_jaxpr(rollout_only)(state.params).jaxpr)
     assert any(e.primitive.name in writes for e in collected)
 
     update = actor_critic.make_update(config, agent, actor_critic.make_optimizer(config))
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), (state, batch))
     (s, b) = one
     jaxpr = jax.make_jaxpr(update)(s.params, s.learner_state, b, jax.random.key(3)).jaxpr
-    eqns = _primitives(jaxpr)
+    eqns = _equations(jaxpr)
     assert not [e.primitive.name for e in eqns if e.primitive.name in writes]
     over_rounds = [
         e for e in eqns if e.primitive.name == "scan" and e.params["length"] == config.horizon
