@@ -38,12 +38,12 @@ def rows(histories: dict[str, dict[str, np.ndarray]]) -> list[dict]:
     return out
 
 
-def table(histories: dict[str, dict[str, np.ndarray]]) -> str:
+def table(table_rows: list[dict]) -> str:
     """``rows`` as text: mean ± std over seeds per measure."""
     lines = [
         f"{'run':<28}{'iterations':>11}" + "".join(f"{name:>22}" for name, _ in figures.RUN_PANELS)
     ]
-    for row in rows(histories):
+    for row in table_rows:
         cells = "".join(
             f"{row[name + '_mean']:>15.3f} ± {row[name + '_std']:.3f}"
             for name, _ in figures.RUN_PANELS
@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> None:
         if not (run / records.METRICS_FILE).is_file():
             raise records.RunFolderError(f"{run} has no {records.METRICS_FILE} (not a run folder?)")
         histories[label] = records.read_metrics(run)
-    print(table(histories))
+    final = rows(histories)
+    print(table(final))
     print(f"figure: {figures.compare_runs(args.out, histories, 'runs compared')}")
-    print(f"table: {write_csv(args.out.with_suffix('.csv'), rows(histories))}")
+    print(f"table: {write_csv(args.out.with_suffix('.csv'), final)}")
 
 
 if __name__ == "__main__":

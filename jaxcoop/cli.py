@@ -248,10 +248,11 @@ def parse(argv: list[str] | None, description: str) -> Command:
             config = preset(name, backbone, algo).replace(**changes)
         else:
             config = scaled(name, args.scale, backbone, algo).replace(**changes)
-            name = f"{name} ({args.scale} scale)"
     except ValueError as e:
         raise UsageError(str(e)) from None
-    stem = name.split()[0] if args.scale is None else f"{name.split()[0]}-{args.scale}"
+    stem = name if args.scale is None else f"{name}-{args.scale}"
+    if args.scale is not None:
+        name = f"{name} ({args.scale} scale)"
     out = args.out or Path("runs") / f"{stem}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Command(
         config,
