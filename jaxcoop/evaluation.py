@@ -24,7 +24,15 @@ import numpy as np
 from jaxcoop import reference, strategies
 from jaxcoop.environment import NUM_STATES, C, Game
 from jaxcoop.networks import Agent
-from jaxcoop.rollout import Episodes, Policy, agent_policy, check_rounds, play, tabular_policy
+from jaxcoop.rollout import (
+    Episodes,
+    Policy,
+    agent_policy,
+    check_rounds,
+    pairing,
+    play,
+    tabular_policy,
+)
 
 #: Co-players of the paper's within-episode panels (Fig. 2). A co-player name is a strategy of
 #: ``strategies.NAMED`` or ``"axelrod:<Class>"`` (a memory-one strategy of the Axelrod library,
@@ -212,7 +220,8 @@ def evaluate_learners(
     coplayers=PANEL,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Every learner of a run against the ``coplayers`` and (with two or more learners) against
-    the next learner of its seed (co-player ``LEARNER``: learner ``n`` meets ``(n + 1) % N``).
+    the next learner of its seed (co-player ``LEARNER``: learner ``n`` meets ``succ[n]`` of
+    ``rollout.pairing``'s fixed ring, ``(n + 1) % N``).
     Every learner meets the same co-players with the same random numbers (one key per
     co-player), so differences between learners and seeds are not differences in the draws.
 
@@ -234,13 +243,14 @@ def evaluate_learners(
         for i, name in enumerate(names)
         if is_pool(name)
     }
+    succ = np.asarray(pairing(learners)[0][:, 0])
     out = {name: {} for name in names}
     for s in range(seeds):
         for n in range(learners):
             me = Player(agent, learner_params(params, s, n))
             for i, name in enumerate(names):
                 if name == LEARNER:
-                    other = Player(agent, learner_params(params, s, (n + 1) % learners))
+                    other = Player(agent, learner_params(params, s, int(succ[n])))
                 else:
                     other = opposite[name]
                 episodes = match(me, other, jax.random.fold_in(key, 1 + i), num_episodes, game)

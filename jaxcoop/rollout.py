@@ -1,20 +1,27 @@
-"""Running policies in the game: the training rollout of the mixed pool, and ``play``.
+"""Running policies in the game: one seat-based rollout for training and for ``play``.
 
-Training rollout layout. Each of the ``N`` learners owns ``B = K + F + 2S`` *seats* per update
+Every player of a rollout is a ``Policy`` acting in a block of *seats* (one seat per episode it
+plays in); a ``Seating`` says which two seats meet in each environment (the row seat is player 0).
+``rollout`` scans the rounds: each policy acts in all its seats at once, the environments step,
+and every seat sees its own side of its environment. ``play`` is its two-player case; training's
+``collect`` seats ``N`` learners, their tabular co-players and a frozen co-player.
+
+Training layout. Each of the ``N`` learners owns ``B = K + F + 2S`` seats per update
 (``K`` tabular episodes, ``F`` episodes against a frozen co-player, ``S`` pairing slots):
   * seats ``[0, K)``: against a fresh tabular co-player;
   * seats ``[K, K+F)``: against the frozen co-player (a trained agent that does not learn);
   * seats ``[K+F, K+F+S)``: row player of slot ``s``, against learner ``succ[i, s]``;
   * seats ``[K+F+S, B)``: column player of slot ``s``, against learner ``pred[i, s]``.
-Every slot arranges the learners on a random ring (``succ``/``pred``), so each learner-vs-learner
-episode yields data for both of its players and pairings are re-drawn every update. With one
-learner the ring is a self-loop (self-play). The learner always sits in the row (player 0) against
-tabular and frozen co-players.
+Every slot arranges the learners on a ring (``pairing``: a random ring per slot in training, the
+fixed ring ``n -> n + 1`` elsewhere), so each learner-vs-learner episode yields data for both of
+its players. With one learner the ring is a self-loop (self-play). The learner always sits in the
+row (player 0) against tabular and frozen co-players.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -47,7 +54,7 @@ def gumbel_per_round(keys_T: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 class Transition(NamedTuple):
-    """One learner's experience, time-major ``[T, B]`` (a leading learner axis in training).
+    """One player's experience, time-major ``[T, *seats]`` (training: ``[N, T, B]``).
 
     obs: float32 ``[T, B, 5]`` first-person observation before acting.
     action: int32 ``[T, B]``. reward: float32 ``[T, B]`` (raw game reward).
@@ -78,13 +85,11 @@ class Batch(NamedTuple):
     opponent_id: jax.Array
 
 
-class FrozenCoplayer(NamedTuple):
-    """A trained agent held fixed as a co-player: its module, its (unstacked) parameters, and
-    how many episodes each learner plays against it per update."""
+class Episodes(NamedTuple):
+    """Played episodes: int32 ``actions`` and float32 ``rewards``, both ``[E, T, 2]``."""
 
-    agent: Agent
-    params: Any
-    num_episodes: int
+    actions: jax.Array
+    rewards: jax.Array
 
 
 def play_metrics(
@@ -133,172 +138,26 @@ def round_inputs(t: Transition) -> RoundInput:
     return history_inputs(t.obs, t.action, t.reward)
 
 
-def sample_pairing(key: jax.Array, num_slots: int, num_learners: int) -> tuple[jax.Array, ...]:
-    """Random rings of learners, one per slot: int32 ``succ`` and ``pred``, each ``[N, S]``."""
-    keys = jax.random.split(key, num_slots)
-    ring_SxN = jax.vmap(lambda k: jax.random.permutation(k, num_learners))(keys)
-    position_SxN = jnp.argsort(ring_SxN, axis=1)
-    succ = jnp.take_along_axis(ring_SxN, (position_SxN + 1) % num_learners, axis=1)
-    pred = jnp.take_along_axis(ring_SxN, (position_SxN - 1) % num_learners, axis=1)
-    return succ.T.astype(jnp.int32), pred.T.astype(jnp.int32)
-
-
-def collect(
-    agent: Agent,
-    params: Any,
-    key: jax.Array,
-    game: Game,
-    coplayers_NxKx5: jax.Array,
-    succ_NxS: jax.Array,
-    pred_NxS: jax.Array,
-    frozen: FrozenCoplayer | None = None,
-    shard: Sharder = no_sharding,
-) -> Batch:
-    """Roll out one update's episodes for all learners at once.
-
-    Args:
-      agent: the agent module; params: its parameters stacked on a leading learner axis ``[N]``.
-      key: PRNG key. game: the game.
-      coplayers_NxKx5: tabular co-player of each learner's tabular episodes.
-      succ_NxS, pred_NxS: learner rings from ``sample_pairing`` (``S`` may be 0).
-      frozen: an optional frozen co-player; each learner plays ``frozen.num_episodes`` against it.
-      shard: splits the episode (seat) axis over devices (``sharding.episode_sharder``).
-
-    Returns:
-      ``Batch`` with a leading learner axis: transitions ``[N, T, B]``, ``B = K + F + 2S``.
-    """
-    num_learners, num_tabular = coplayers_NxKx5.shape[:2]
-    coplayers_NxKx5 = shard(coplayers_NxKx5, 1)
-    num_frozen = 0 if frozen is None else frozen.num_episodes
-    num_slots = succ_NxS.shape[1]
-    sizes = (num_tabular, num_frozen, num_slots, num_slots)  # tabular, frozen, row, column seats
-    seats = sum(sizes)
-    z_others = jnp.zeros((num_learners, seats - num_tabular, strategies.OPPONENT_ID_SIZE))
-    z_NxBxZ = shard(jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_others], axis=1), 1)
-
-    act = jax.vmap(lambda p, c, x: agent.apply(p, c, x, method=Agent.step))
-    env_step = jax.vmap(jax.vmap(environment.step, (None, 0, 0)), (None, 0, 0))
-    slot = jnp.arange(num_slots)[None, :]
-    bounds = [sum(sizes[:i]) for i in range(1, len(sizes))]
-
-    def partner(x_NxS, idx_NxS):  # x[idx[i, s], s, ...]
-        return x_NxS[idx_NxS, slot]
-
-    def frozen_act(carry, x):
-        """The frozen co-player in every learner's frozen seats ``[N, F]`` as one batch of
-        ``N * F`` episodes (its parameters are shared; its carry is kept flat)."""
-        x = jax.tree.map(lambda v: v.reshape(num_learners * num_frozen, *v.shape[2:]), x)
-        carry, logits, _ = frozen.agent.apply(frozen.params, carry, x, method=Agent.step)
-        return carry, logits.reshape(num_learners, num_frozen, -1)
-
-    def round_(carry, noise):
-        agent_carry, envs, obs, co_view, prev_action, prev_reward = carry
-        gumbel_agent, gumbel_tab, key_frozen = noise
-        x = RoundInput(*(shard(v, 1) for v in (obs, prev_action, prev_reward)))
-        agent_carry, logits, value = act(params, agent_carry, x)
-        action, log_prob = sample_with_noise(gumbel_agent, shard(logits, 1))
-        a_tab, a_frz, a_row, a_col = jnp.split(action, bounds, axis=1)
-
-        # The co-players' moves: tabular strategies, the frozen agent, the partner learners.
-        tab_obs, (frozen_carry, frz_obs, frz_prev_action, frz_prev_reward) = co_view
-        tab_logits = strategies.logits(coplayers_NxKx5, tab_obs)
-        tab_action, _ = sample_with_noise(gumbel_tab, tab_logits)
-        if frozen is not None:
-            frozen_carry, frz_logits = frozen_act(
-                frozen_carry, RoundInput(frz_obs, frz_prev_action, frz_prev_reward)
-            )
-            frz_action, _ = sample_action(key_frozen, frz_logits)
-        else:
-            frz_action = a_frz  # no frozen seats: an empty [N, 0] array
-        a_row_partner = partner(a_col, succ_NxS)
-
-        # Rows (the learner is player 0): tabular, frozen, learner-pair episodes.
-        joint = jnp.stack(
-            [
-                jnp.concatenate([a_tab, a_frz, a_row], axis=1),
-                jnp.concatenate([tab_action, frz_action, a_row_partner], axis=1),
-            ],
-            axis=-1,
-        )
-        envs, obs2_Nx2x5, rew2_Nx2, _ = env_step(game, envs, joint)
-        pairs = slice(num_tabular + num_frozen, None)
-
-        def own_and_column(x):  # row seats' player-0 values, then column seats' player-1 values
-            return jnp.concatenate([x[:, :, 0], partner(x[:, pairs, 1], pred_NxS)], axis=1)
-
-        def other_and_column(x):  # the co-player's side of the same seats
-            return jnp.concatenate([x[:, :, 1], partner(x[:, pairs, 0], pred_NxS)], axis=1)
-
-        next_obs = own_and_column(obs2_Nx2x5)
-        reward = own_and_column(rew2_Nx2)
-        co_action = jnp.concatenate(
-            [tab_action, frz_action, a_row_partner, partner(a_row, pred_NxS)], axis=1
-        )
-        co_reward = other_and_column(rew2_Nx2)
-        out = Transition(obs, action, reward, log_prob, value, logits, co_action, co_reward)
-        frz = slice(num_tabular, num_tabular + num_frozen)
-        co_view = (
-            obs2_Nx2x5[:, :num_tabular, 1],
-            (frozen_carry, obs2_Nx2x5[:, frz, 1], frz_action, rew2_Nx2[:, frz, 1]),
-        )
-        return (agent_carry, envs, next_obs, co_view, action, reward), out
-
-    env_count = num_tabular + num_frozen + num_slots  # one environment per row seat
-    envs = jax.vmap(lambda _: environment.reset(game)[0])(jnp.zeros(num_learners * env_count))
-    envs = jax.tree.map(lambda x: x.reshape(num_learners, env_count, *x.shape[1:]), envs)
-    start_obs = environment.one_hot_states(jnp.zeros((num_learners, seats), jnp.int32))
-    frozen_carry = None
-    if frozen is not None:
-        z_frozen = jnp.zeros((num_learners * num_frozen, strategies.OPPONENT_ID_SIZE))
-        frozen_carry = frozen.agent.apply(frozen.params, z_frozen, method=Agent.initial_carry)
-    co_view = (
-        start_obs[:, :num_tabular],
-        (
-            frozen_carry,
-            start_obs[:, num_tabular : num_tabular + num_frozen],
-            jnp.full((num_learners, num_frozen), -1, jnp.int32),
-            jnp.zeros((num_learners, num_frozen), jnp.float32),
-        ),
-    )
-    init = (
-        jax.vmap(lambda p, z: agent.apply(p, z, method=Agent.initial_carry))(params, z_NxBxZ),
-        envs,
-        start_obs,
-        co_view,
-        jnp.full((num_learners, seats), -1, jnp.int32),
-        jnp.zeros((num_learners, seats), jnp.float32),
-    )
-    # Every round's random numbers, drawn before the scan (the same numbers as drawing them in
-    # the round from its key; with partitionable threefry, the default, split(k, 3)[:2] ==
-    # split(k, 2)): the learners' and the tabular co-players' Gumbel noise, the frozen's key.
-    keys_Tx3 = jax.vmap(lambda k: jax.random.split(k, 3))(jax.random.split(key, game.horizon))
-    noise = (
-        shard(gumbel_per_round(keys_Tx3[:, 0], (num_learners, seats, 2)), 2),
-        shard(gumbel_per_round(keys_Tx3[:, 1], (num_learners, num_tabular, 2)), 2),
-        keys_Tx3[:, 2],
-    )
-    _, transitions_TxNxB = jax.lax.scan(round_, init, noise)
-    transitions = jax.tree.map(lambda x: shard(jnp.moveaxis(x, 0, 1), 2), transitions_TxNxB)
-    return Batch(transitions, z_NxBxZ)
-
-
-# --- Playing any two policies. ------------------------------------------------------------------
+# --- Policies. ----------------------------------------------------------------------------------
 
 
 class Policy(NamedTuple):
-    """A policy for ``play``: pure functions over a carried state, for ``E`` episodes.
+    """A policy: pure functions over a carried state, for ``E`` episodes (seats).
 
     initial_state(num_episodes) -> state.
     step(state, RoundInput [E]) -> (state, logits float32 [E, 2]).
     game: the game it was trained for, ``play``'s default (``None``: not known).
     max_rounds: the longest episode it can play (a transformer's positions, a planner's
       horizon); ``None``: any length.
+    critic_step: ``step`` that also returns a value estimate ``[E]`` (a learner in training,
+      whose rollout records it); ``None``: the policy has no critic.
     """
 
     initial_state: Callable[[int], Any]
     step: Callable[[Any, RoundInput], tuple[Any, jax.Array]]
     game: Game | None = None
     max_rounds: int | None = None
+    critic_step: Callable[[Any, RoundInput], tuple[Any, jax.Array, jax.Array]] | None = None
 
 
 def check_rounds(max_rounds: int | None, rounds: int, who: str = "the policy") -> None:
@@ -312,7 +171,7 @@ def check_rounds(max_rounds: int | None, rounds: int, who: str = "the policy") -
 
 
 def tabular_policy(theta: jax.Array) -> Policy:
-    """A memory-1 strategy ``[5]`` (or one per episode, ``[E, 5]``) as a ``Policy``."""
+    """A memory-1 strategy ``[5]`` (or one per seat, ``[*seats, 5]``) as a ``Policy``."""
     theta = jnp.asarray(theta, jnp.float32)
     return Policy(
         initial_state=lambda num_episodes: (),
@@ -333,11 +192,47 @@ def agent_policy(
         z = jnp.broadcast_to(z, (num_episodes, strategies.OPPONENT_ID_SIZE))
         return agent.apply(params, z, method=Agent.initial_carry)
 
+    def critic_step(state, x):
+        return agent.apply(params, state, x, method=Agent.step)
+
     def step(state, x):
-        state, logits, _ = agent.apply(params, state, x, method=Agent.step)
+        state, logits, _ = critic_step(state, x)
         return state, logits
 
-    return Policy(initial_state, step, game, agent.max_rounds)
+    return Policy(initial_state, step, game, agent.max_rounds, critic_step)
+
+
+def learners_policy(agent: Agent, params_N: Any, opponent_id_NxBxZ: jax.Array) -> Policy:
+    """``N`` learners (``params_N`` stacked on a leading axis), each in its own ``B`` seats:
+    a ``Policy`` over seats ``[N, B]`` with a critic (its ``initial_state`` ignores its
+    argument: the seats are ``opponent_id_NxBxZ``'s)."""
+    act = jax.vmap(lambda p, c, x: agent.apply(p, c, x, method=Agent.step))
+
+    def initial_state(_):
+        init = jax.vmap(lambda p, z: agent.apply(p, z, method=Agent.initial_carry))
+        return init(params_N, opponent_id_NxBxZ)
+
+    def critic_step(state, x):
+        return act(params_N, state, x)
+
+    def step(state, x):
+        state, logits, _ = critic_step(state, x)
+        return state, logits
+
+    return Policy(initial_state, step, None, agent.max_rounds, critic_step)
+
+
+def on_seats(policy: Policy, shape: tuple[int, ...]) -> Policy:
+    """``policy`` (one batch of episodes) in seats of ``shape`` (e.g. ``[N, F]``): its state is
+    kept flat, its inputs and logits are reshaped around each step."""
+    flat = math.prod(shape)
+
+    def step(state, x):
+        x = jax.tree.map(lambda v: v.reshape(flat, *v.shape[len(shape) :]), x)
+        state, logits = policy.step(state, x)
+        return state, logits.reshape(*shape, -1)
+
+    return policy._replace(step=step, critic_step=None)
 
 
 def trained_game(policies) -> Game:
@@ -353,11 +248,225 @@ def trained_game(policies) -> Game:
     return games[0] if games else environment.make_game()
 
 
-class Episodes(NamedTuple):
-    """Played episodes: int32 ``actions`` and float32 ``rewards``, both ``[E, T, 2]``."""
+# --- The rollout. -------------------------------------------------------------------------------
 
-    actions: jax.Array
-    rewards: jax.Array
+
+class Seating(NamedTuple):
+    """Who meets whom: environment ``m``'s row player (player 0) sits in seat ``row[m]``, its
+    column player in seat ``col[m]`` (int32 ``[M]``). Seats are numbered across all players'
+    seat blocks, flattened, in the order of the players; every seat is in exactly one
+    environment (``2M`` seats in all)."""
+
+    row: jax.Array
+    col: jax.Array
+
+
+class Rollout(NamedTuple):
+    """What a rollout recorded: ``episodes`` (``Episodes`` ``[M, T, 2]`` in the seating's
+    environment order, or ``None``) and ``transition`` (the recorded player's ``Transition``
+    ``[T, *seats]``, or ``None``)."""
+
+    episodes: Episodes | None
+    transition: Transition | None
+
+
+def rollout(
+    players: Sequence[tuple[Policy, tuple[int, ...]]],
+    seating: Seating,
+    key: jax.Array,
+    game: Game,
+    *,
+    record: int | None = None,
+    record_episodes: bool = True,
+    shard: Sharder = no_sharding,
+) -> Rollout:
+    """Play ``game.horizon`` rounds of every environment of ``seating``.
+
+    Args:
+      players: ``(policy, seats)`` pairs: each policy acts in a block of seats of that shape
+        (``[E]``; ``[N, K]`` for one block per learner), and is given round inputs and returns
+        logits of that shape. ``initial_state`` gets the number of seats.
+      seating: the environments (``Seating``), over the players' seats in order.
+      key: PRNG key; round ``t``'s key is split into one per player, whose Gumbel noise samples
+        the player's actions (drawn before the scan, ``gumbel_per_round``).
+      record: the index of the player whose ``Transition`` is returned (its policy needs a
+        ``critic_step``); ``record_episodes``: whether the environments' actions and rewards
+        are returned.
+      shard: constrains each player's per-seat arrays along its last seat axis
+        (``sharding.episode_sharder``).
+    """
+    shapes = [tuple(shape) for _, shape in players]
+    sizes = [math.prod(shape) for shape in shapes]
+    starts = [sum(sizes[:p]) for p in range(len(sizes))]
+    num_envs = seating.row.shape[0]
+    if 2 * num_envs != sum(sizes):
+        raise ValueError(f"{num_envs} environments seat {2 * num_envs} players, not {sum(sizes)}")
+    if record is not None and players[record][0].critic_step is None:
+        raise ValueError(f"player {record} is recorded but its policy has no critic_step")
+
+    # Each seat's side of its environment: env * 2 + side, and the seat across the table.
+    env_M = jnp.arange(num_envs, dtype=jnp.int32)
+    side = jnp.zeros(2 * num_envs, jnp.int32)
+    side_of = side.at[seating.row].set(2 * env_M).at[seating.col].set(2 * env_M + 1)
+    across = side.at[seating.row].set(seating.col).at[seating.col].set(seating.row)
+
+    def block(x, p):  # player p's seats of a flat per-seat array, in its seat shape
+        return jax.lax.slice_in_dim(x, starts[p], starts[p] + sizes[p]).reshape(shapes[p])
+
+    side_P = [block(side_of, p) for p in range(len(players))]
+    across_P = [block(across, p) for p in range(len(players))]
+
+    def seat_shard(x, p):
+        return shard(x, len(shapes[p]) - 1)
+
+    def round_(carry, noise_P):
+        states, envs, inputs = carry
+        new_states, actions, out = [], [], None
+        for p, (policy, _) in enumerate(players):
+            x = RoundInput(*(seat_shard(v, p) for v in inputs[p]))
+            if p == record:
+                state, logits, value = policy.critic_step(states[p], x)
+            else:
+                state, logits = policy.step(states[p], x)
+            action, log_prob = sample_with_noise(seat_shard(noise_P[p], p), seat_shard(logits, p))
+            new_states.append(state)
+            actions.append(action)
+            if p == record:
+                out = (x.obs, action, log_prob, value, logits)
+        flat_actions = jnp.concatenate([a.reshape(-1) for a in actions])
+        joint_Mx2 = jnp.stack([flat_actions[seating.row], flat_actions[seating.col]], axis=-1)
+        envs, obs_Mx2x5, reward_Mx2, _ = jax.vmap(environment.step, (None, 0, 0))(
+            game, envs, joint_Mx2
+        )
+        obs_sides, reward_sides = obs_Mx2x5.reshape(-1, 5), reward_Mx2.reshape(-1)
+        inputs = tuple(
+            (obs_sides[side_P[p]], actions[p], reward_sides[side_P[p]]) for p in range(len(players))
+        )
+        record_out = None
+        if record is not None:
+            obs, action, log_prob, value, logits = out
+            co_action = flat_actions[across_P[record]]
+            co_reward = reward_sides[side_P[record] ^ 1]
+            reward = inputs[record][2]
+            record_out = Transition(
+                obs, action, reward, log_prob, value, logits, co_action, co_reward
+            )
+        episodes = (joint_Mx2, reward_Mx2) if record_episodes else None
+        return (tuple(new_states), envs, inputs), (episodes, record_out)
+
+    envs = jax.vmap(lambda _: environment.reset(game)[0])(jnp.zeros(num_envs))
+    start = environment.one_hot_states(jnp.zeros((), jnp.int32))
+    init_inputs = tuple(
+        (
+            jnp.broadcast_to(start, (*shape, environment.NUM_STATES)),
+            jnp.full(shape, -1, jnp.int32),
+            jnp.zeros(shape, jnp.float32),
+        )
+        for shape in shapes
+    )
+    states = tuple(
+        policy.initial_state(size) for (policy, _), size in zip(players, sizes, strict=True)
+    )
+    keys_TxP = jax.vmap(lambda k: jax.random.split(k, len(players)))(
+        jax.random.split(key, game.horizon)
+    )
+    noise = tuple(gumbel_per_round(keys_TxP[:, p], (*shape, 2)) for p, shape in enumerate(shapes))
+    _, (episodes, transition) = jax.lax.scan(round_, (states, envs, init_inputs), noise)
+    if episodes is not None:
+        episodes = Episodes(*(jnp.swapaxes(x, 0, 1) for x in episodes))
+    return Rollout(episodes, transition)
+
+
+def pairing(
+    num_learners: int, num_slots: int = 1, key: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Rings of learners, one per slot: int32 ``succ`` and ``pred``, each ``[N, S]`` (learner
+    ``n`` meets ``succ[n, s]`` as row player and ``pred[n, s]`` as column player). With a
+    ``key``, a random ring per slot (training, re-drawn every update); without, the fixed ring
+    ``n -> (n + 1) % N`` in every slot (PPI's pairs, the evaluation)."""
+    if key is None:
+        ring_SxN = jnp.broadcast_to(jnp.arange(num_learners), (num_slots, num_learners))
+    else:
+        keys = jax.random.split(key, num_slots)
+        ring_SxN = jax.vmap(lambda k: jax.random.permutation(k, num_learners))(keys)
+    position_SxN = jnp.argsort(ring_SxN, axis=1)
+    succ = jnp.take_along_axis(ring_SxN, (position_SxN + 1) % num_learners, axis=1)
+    pred = jnp.take_along_axis(ring_SxN, (position_SxN - 1) % num_learners, axis=1)
+    return succ.T.astype(jnp.int32), pred.T.astype(jnp.int32)
+
+
+def training_seating(
+    num_learners: int, num_tabular: int, num_frozen: int, succ_NxS: jax.Array
+) -> Seating:
+    """The environments of training's layout (this module's header) over the seats of the
+    learners ``[N, B]``, then their tabular co-players ``[N, K]``, then the frozen co-player's
+    ``[N, F]``: per learner its tabular, frozen and row-slot environments, ``[N, K + F + S]``."""
+    n, k, f, s = num_learners, num_tabular, num_frozen, succ_NxS.shape[1]
+    b = k + f + 2 * s
+    learner = jnp.arange(n, dtype=jnp.int32)[:, None] * b  # the first seat of each learner
+    tabular = n * b + jnp.arange(n * k, dtype=jnp.int32).reshape(n, k)
+    frozen = n * (b + k) + jnp.arange(n * f, dtype=jnp.int32).reshape(n, f)
+    row = learner + jnp.arange(k + f + s, dtype=jnp.int32)[None, :]
+    col = jnp.concatenate(
+        [tabular, frozen, succ_NxS * b + (k + f + s) + jnp.arange(s, dtype=jnp.int32)[None, :]],
+        axis=1,
+    )
+    return Seating(row.reshape(-1), col.reshape(-1))
+
+
+class FrozenCoplayer(NamedTuple):
+    """A trained agent held fixed as a co-player: its module, its (unstacked) parameters, and
+    how many episodes each learner plays against it per update."""
+
+    agent: Agent
+    params: Any
+    num_episodes: int
+
+
+def collect(
+    agent: Agent,
+    params: Any,
+    key: jax.Array,
+    game: Game,
+    coplayers_NxKx5: jax.Array,
+    succ_NxS: jax.Array,
+    pred_NxS: jax.Array,
+    frozen: FrozenCoplayer | None = None,
+    shard: Sharder = no_sharding,
+) -> Batch:
+    """Roll out one update's episodes for all learners at once (``rollout`` over training's
+    seating).
+
+    Args:
+      agent: the agent module; params: its parameters stacked on a leading learner axis ``[N]``.
+      key: PRNG key. game: the game.
+      coplayers_NxKx5: tabular co-player of each learner's tabular episodes.
+      succ_NxS, pred_NxS: learner rings from ``pairing`` (``S`` may be 0; ``pred`` is
+        ``succ``'s inverse, which the seating implies).
+      frozen: an optional frozen co-player; each learner plays ``frozen.num_episodes`` against it.
+      shard: splits the episode (seat) axis over devices (``sharding.episode_sharder``).
+
+    Returns:
+      ``Batch`` with a leading learner axis: transitions ``[N, T, B]``, ``B = K + F + 2S``.
+    """
+    del pred_NxS  # implied by succ_NxS
+    num_learners, num_tabular = coplayers_NxKx5.shape[:2]
+    coplayers_NxKx5 = shard(coplayers_NxKx5, 1)
+    num_frozen = 0 if frozen is None else frozen.num_episodes
+    seats = num_tabular + num_frozen + 2 * succ_NxS.shape[1]
+    z_others = jnp.zeros((num_learners, seats - num_tabular, strategies.OPPONENT_ID_SIZE))
+    z_NxBxZ = shard(jnp.concatenate([strategies.opponent_id(coplayers_NxKx5), z_others], axis=1), 1)
+    players = [
+        (learners_policy(agent, params, z_NxBxZ), (num_learners, seats)),
+        (tabular_policy(coplayers_NxKx5), (num_learners, num_tabular)),
+    ]
+    if frozen is not None:
+        shape = (num_learners, num_frozen)
+        players.append((on_seats(agent_policy(frozen.agent, frozen.params), shape), shape))
+    seating = training_seating(num_learners, num_tabular, num_frozen, succ_NxS)
+    out = rollout(players, seating, key, game, record=0, record_episodes=False, shard=shard)
+    transitions = jax.tree.map(lambda x: shard(jnp.moveaxis(x, 0, 1), 2), out.transition)
+    return Batch(transitions, z_NxBxZ)
 
 
 def play(
@@ -367,7 +476,8 @@ def play(
     num_episodes: int,
     game: Game | None = None,
 ) -> Episodes:
-    """Play ``num_episodes`` episodes of ``policy_a`` (player 0) against ``policy_b`` (player 1).
+    """Play ``num_episodes`` episodes of ``policy_a`` (player 0) against ``policy_b`` (player 1):
+    ``rollout``'s two-player case.
 
     A policy is anything with ``initial_state`` and ``step`` as in ``Policy`` (a ``Policy``, a
     loaded ``TrainedAgent``) or a tabular strategy array ``[5]`` / ``[E, 5]``.
@@ -386,30 +496,7 @@ def play(
     game = trained_game(policies) if game is None else game
     for who, policy in zip(("policy_a", "policy_b"), policies, strict=True):
         check_rounds(getattr(policy, "max_rounds", None), game.horizon, who)
-    env_step = jax.vmap(environment.step, (None, 0, 0))
-
-    def round_(carry, key):
-        states, env_state, obs_Ex2x5, prev_action, prev_reward = carry
-        keys = jax.random.split(key, 2)
-        new_states, actions = [], []
-        for i, policy in enumerate(policies):
-            x = RoundInput(obs_Ex2x5[:, i], prev_action[:, i], prev_reward[:, i])
-            state, logits = policy.step(states[i], x)
-            new_states.append(state)
-            actions.append(sample_action(keys[i], logits)[0])
-        actions = jnp.stack(actions, axis=-1)
-        env_state, obs_Ex2x5, rewards, _ = env_step(game, env_state, actions)
-        return (tuple(new_states), env_state, obs_Ex2x5, actions, rewards), (actions, rewards)
-
-    env_state, obs = jax.vmap(lambda _: environment.reset(game))(jnp.zeros(num_episodes))
-    init = (
-        tuple(p.initial_state(num_episodes) for p in policies),
-        env_state,
-        obs,
-        jnp.full((num_episodes, 2), -1, jnp.int32),
-        jnp.zeros((num_episodes, 2), jnp.float32),
-    )
-    _, (actions_TxEx2, rewards_TxEx2) = jax.lax.scan(
-        round_, init, jax.random.split(key, game.horizon)
-    )
-    return Episodes(jnp.swapaxes(actions_TxEx2, 0, 1), jnp.swapaxes(rewards_TxEx2, 0, 1))
+    episode = jnp.arange(num_episodes, dtype=jnp.int32)
+    seating = Seating(row=episode, col=num_episodes + episode)
+    players = [(policy, (num_episodes,)) for policy in policies]
+    return rollout(players, seating, key, game).episodes

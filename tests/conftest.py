@@ -53,7 +53,7 @@ def tiny_rollout():
     params_key, pair_key, rollout_key = jax.random.split(jax.random.key(7), 3)
     params = jax.vmap(lambda key: networks.init_params(agent, key))(jax.random.split(params_key, n))
     coplayers = jax.numpy.broadcast_to(strategies.tit_for_tat(), (n, k, 5))
-    succ, pred = rollout.sample_pairing(pair_key, s, n)
+    succ, pred = rollout.pairing(n, s, pair_key)
     collect = jax.jit(lambda p, key, c, su, pr: rollout.collect(agent, p, key, game, c, su, pr))
     batch = collect(params, rollout_key, coplayers, succ, pred)
     return SimpleNamespace(

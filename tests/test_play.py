@@ -1,11 +1,12 @@
 """``jaxcoop.play``: sampled episodes of two policies agree with the exact Markov-chain rewards."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxcoop
-from jaxcoop import environment, networks, strategies
+from jaxcoop import environment, networks, rollout, strategies
 from jaxcoop.environment import C, D
 
 NUM_EPISODES = 2000
@@ -206,3 +207,58 @@ def test_evaluation_refuses_a_transformer_or_a_planner_beyond_its_horizon(tiny_a
     planner = ppi.make_planner(jaxcoop.preset("tiny", algo="ppi"))
     with pytest.raises(ValueError, match=r"the Planner can play at most 8 rounds .* 9-round"):
         evaluation.match(tft, evaluation.Player(planner, None), jax.random.key(0), 4, game)
+
+
+# --- rollout.rollout: any policies in any seats (play and training's collect are its cases). -----
+
+
+def _with_critic(policy, value):
+    """``policy`` with a constant critic, so a rollout may record it."""
+
+    def critic_step(state, x):
+        state, logits = policy.step(state, x)
+        return state, logits, jnp.full(logits.shape[:-1], value)
+
+    return policy._replace(critic_step=critic_step)
+
+
+def test_a_rollout_of_three_policies_gives_each_seat_its_own_side_of_its_game():
+    """Tit-for-tat (recorded) in two seats: row against always-defect, column against
+    always-cooperate. By hand: the first game is (C, D) then (D, D) forever; the second (C, C)
+    forever; each seat sees its own state (CD = 2 after (C, D), CC = 1), rewards and co-player."""
+    tft = _with_critic(rollout.tabular_policy(strategies.tit_for_tat()), 0.5)
+    players = [
+        (tft, (2,)),
+        (rollout.tabular_policy(strategies.always_defect()), (1,)),
+        (rollout.tabular_policy(strategies.always_cooperate()), (1,)),
+    ]
+    # Environment 0: tft seat 0 (row) vs always-defect seat 2; environment 1: always-cooperate
+    # seat 3 (row) vs tft seat 1 (column).
+    seating = rollout.Seating(row=jnp.array([0, 3]), col=jnp.array([2, 1]))
+    out = rollout.rollout(
+        players, seating, jax.random.key(0), jaxcoop.make_game(horizon=6), record=0
+    )
+    t = out.transition
+    np.testing.assert_array_equal(out.episodes.actions[0], [[C, D]] + [[D, D]] * 5)
+    np.testing.assert_array_equal(out.episodes.actions[1], [[C, C]] * 6)
+    np.testing.assert_array_equal(t.action, [[C, C]] + [[D, C]] * 5)
+    np.testing.assert_array_equal(t.reward, [[-1.0, 1.0]] + [[0.0, 1.0]] * 5)
+    np.testing.assert_array_equal(t.coplayer_action, [[D, C]] * 6)
+    np.testing.assert_array_equal(t.coplayer_reward, [[2.0, 1.0]] + [[0.0, 1.0]] * 5)
+    states = np.argmax(np.asarray(t.obs), axis=-1)  # observed before acting
+    np.testing.assert_array_equal(states, [[0, 0], [2, 1]] + [[4, 1]] * 4)
+    np.testing.assert_array_equal(t.value, 0.5)
+    assert t.log_prob.shape == (6, 2) and t.logits.shape == (6, 2, 2)
+
+
+def test_a_rollout_refuses_a_seating_that_does_not_seat_every_seat_once():
+    allc = rollout.tabular_policy(strategies.always_cooperate())
+    players = [(allc, (2,)), (allc, (1,))]
+    seating = rollout.Seating(row=jnp.array([0]), col=jnp.array([1]))
+    with pytest.raises(ValueError, match="1 environments seat 2 players, not 3"):
+        rollout.rollout(players, seating, jax.random.key(0), jaxcoop.make_game(horizon=4))
+    with pytest.raises(ValueError, match="player 0 is recorded but its policy has no critic_step"):
+        rollout.rollout(
+            [(allc, (1,)), (allc, (1,))], seating, jax.random.key(0),
+            jaxcoop.make_game(horizon=4), record=0,
+        )  # fmt: skip

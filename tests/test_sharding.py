@@ -55,7 +55,7 @@ mesh = sharding.make_mesh(1, 2)
 agent = networks.make_agent(cfg)
 params = jax.vmap(lambda k: networks.init_params(agent, k))(jax.random.split(jax.random.key(0), 2))
 coplayers = strategies.sample_coplayers(jax.random.key(1), (2, cfg.num_tabular_episodes), "uniform")
-succ, pred = rollout.sample_pairing(jax.random.key(2), cfg.num_pair_slots, 2)
+succ, pred = rollout.pairing(2, cfg.num_pair_slots, jax.random.key(2))
 collect = jax.jit(lambda p: rollout.collect(
     agent, p, jax.random.key(3), make_game("ipd", cfg.horizon), coplayers, succ, pred,
     shard=sharding.episode_sharder(mesh)))

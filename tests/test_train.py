@@ -157,8 +157,8 @@ def test_make_train_runs_num_seeds_seeds_split_from_the_key_as_the_runner_does()
 # --- Rollout layout (rollout.py header): seats [tabular K | row S | column S]. -------------------
 
 
-def test_sample_pairing_draws_rings_without_self_play():
-    succ, pred = (np.asarray(x) for x in rollout.sample_pairing(jax.random.key(0), 50, 4))
+def test_pairing_draws_rings_without_self_play():
+    succ, pred = (np.asarray(x) for x in rollout.pairing(4, 50, jax.random.key(0)))
     assert succ.shape == pred.shape == (4, 50)
     learners = np.arange(4)[:, None]
     assert (succ != learners).all()
@@ -174,9 +174,16 @@ def test_sample_pairing_draws_rings_without_self_play():
 
 
 def test_single_learner_ring_is_self_play():
-    succ, pred = rollout.sample_pairing(jax.random.key(0), 3, 1)
-    np.testing.assert_array_equal(succ, 0)
-    np.testing.assert_array_equal(pred, 0)
+    for key in (jax.random.key(0), None):
+        succ, pred = rollout.pairing(1, 3, key)
+        np.testing.assert_array_equal(succ, 0)
+        np.testing.assert_array_equal(pred, 0)
+
+
+def test_pairing_without_a_key_is_the_fixed_ring():
+    succ, pred = (np.asarray(x) for x in rollout.pairing(5, 2))
+    np.testing.assert_array_equal(succ, [[1, 1], [2, 2], [3, 3], [4, 4], [0, 0]])
+    np.testing.assert_array_equal(pred, [[4, 4], [0, 0], [1, 1], [2, 2], [3, 3]])
 
 
 @pytest.fixture(scope="module")
@@ -428,7 +435,7 @@ def test_the_transformers_update_is_one_parallel_forward_not_a_second_rollout(al
     def rollout_only(params):
         n, k = config.num_learners, config.num_tabular_episodes
         coplayers = jnp.full((n, k, 5), 0.5)
-        succ, pred = rollout.sample_pairing(jax.random.key(1), config.num_pair_slots, n)
+        succ, pred = rollout.pairing(n, config.num_pair_slots, jax.random.key(1))
         game = jaxcoop.make_game(config.game, config.horizon)
         return rollout.collect(agent, params, jax.random.key(2), game, coplayers, succ, pred)
 

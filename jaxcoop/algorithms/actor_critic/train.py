@@ -195,7 +195,7 @@ def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None)
         coplayers = strategies.sample_coplayers(
             pool_key, (n, config.num_tabular_episodes), config.pool
         )
-        succ, pred = rollout.sample_pairing(pair_key, num_slots, n)
+        succ, pred = rollout.pairing(n, num_slots, pair_key)
         frozen = None
         if coplayer is not None:
             frozen = rollout.FrozenCoplayer(coplayer, state.coplayer_params, num_frozen)

@@ -19,7 +19,7 @@ from jaxcoop.algorithms.ppi.model import (
 )
 from jaxcoop.algorithms.ppi.planning import Planner, coplayer_policy, make_planner
 from jaxcoop.networks import init_params
-from jaxcoop.rollout import Episodes, play, play_metrics
+from jaxcoop.rollout import Episodes, pairing, play, play_metrics
 from jaxcoop.state import Metrics, Trainer, TrainState
 from jaxcoop.strategies import OPPONENT_ID_SIZE
 
@@ -225,11 +225,12 @@ def make_trainer(config, coplayer: Any = None) -> Trainer:
         if coplayer is not None:
             parts.append(jax.vmap(versus_frozen)(params, jax.random.split(k_frozen, learners)))
         else:
-            successor = jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), params)
+            succ, pred = (x[:, 0] for x in pairing(learners))  # the fixed ring
+            successor = jax.tree.map(lambda x: x[succ], params)
             keys = jax.random.split(k_pair, learners)
             pairs = jax.vmap(versus_learner)(params, successor, keys)
-            # Learner n is the row player of pair n and the column player of pair n - 1.
-            as_column = jax.tree.map(lambda x: jnp.flip(jnp.roll(x, 1, axis=0), axis=-1), pairs)
+            # Learner n is the row player of pair n and the column player of pair pred[n].
+            as_column = jax.tree.map(lambda x: jnp.flip(x[pred], axis=-1), pairs)
             parts += [pairs, as_column]
         actions = jnp.concatenate([e.actions for e in parts], axis=1)
         rewards = jnp.concatenate([e.rewards for e in parts], axis=1)
