@@ -53,6 +53,9 @@ ITERATIONS = {
 STEP1_PANEL = ("tit_for_tat", "always_cooperate", "always_defect", "pool")
 #: Episodes played per pair in the evaluations (the printed standard errors come from these).
 EVALUATION_EPISODES = 1024
+#: ``fold_in(key(seed), STEP2_FITS)``: the key of the step-2 fits (``python -m
+#: experiments.extortion --mechanism-key`` plays with it too).
+STEP2_FITS = 2
 
 
 def runs(command: cli.ExperimentCommand) -> list[Run]:
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     key = jax.random.key(todo[0].config.seed)
     played = step1_within_episode(out / "step1-tabular", jax.random.fold_in(key, 1))
     reports = step2_extortion(
-        out / "step2-extort", out / "step1-tabular", jax.random.fold_in(key, 2)
+        out / "step2-extort", out / "step1-tabular", jax.random.fold_in(key, STEP2_FITS)
     )
     c = todo[0].config
     title = f"Fig. 2/4, {command.scale} scale: {c.algo}, {c.backbone}"

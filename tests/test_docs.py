@@ -48,3 +48,10 @@ def test_relative_links_resolve(page):
         elif fragment and file.suffix == ".md" and fragment not in anchors(file):
             broken.append(f"{target}: no heading #{fragment} in {file.name}")
     assert not broken, "\n".join(broken)
+
+
+def test_docs_hold_records_not_scripts():
+    """A command that regenerates a record lives in experiments/ (tested there); docs/ keeps
+    the records and the commands as text."""
+    scripts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.py"))
+    assert scripts == []

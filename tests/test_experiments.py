@@ -1,9 +1,11 @@
 """The paper's experiment commands end to end at the tiny scale: their runs, figures and
 results, continuing an experiment, and bad input."""
 
+import argparse
 import csv
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -217,3 +219,16 @@ def test_ladder_refuses_bad_rungs_before_running(tmp_path):
     with pytest.raises(cli.UsageError, match="chunk_iterations"):
         ladder.main(["--rungs", "5", "--out", str(tmp_path / "y"), "--preset", "tiny"])
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_extortion_mechanism_key_is_the_one_the_mechanism_fits_use():
+    from experiments import extortion
+
+    def key_of(*flags):
+        args = argparse.Namespace(seed=3, mechanism_key="--mechanism-key" in flags)
+        return jax.random.key_data(extortion.evaluation_key(args))
+
+    folded = jax.random.fold_in(jax.random.key(3), 2)  # mechanism.main: fold_in(key, 2)
+    assert mechanism.STEP2_FITS == 2
+    np.testing.assert_array_equal(key_of("--mechanism-key"), jax.random.key_data(folded))
+    np.testing.assert_array_equal(key_of(), jax.random.key_data(jax.random.key(3)))
