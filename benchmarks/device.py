@@ -27,11 +27,12 @@ import jaxlib
 
 from benchmarks import sps
 from jaxcoop import cli, records, runner
-from jaxcoop.config import PRESETS, Config, preset, scaled
+from jaxcoop.config import Config
+from jaxcoop.presets import PRESETS, preset, scaled
 
 #: Settings of the accelerator run and of ``--quick`` (sps's, with the sweep's backbones, algos
 #: and episodes and the slices' sizes): ``quick`` marks the smoke run, ``scale`` is the slices'
-#: (``config.scaled``);
+#: (``presets.scaled``);
 #: ``slice_chunk`` iterations per compiled chunk of a slice, ``slice_updates`` the most updates a
 #: slice times, ``budget`` seconds.
 FULL = {

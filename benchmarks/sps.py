@@ -33,8 +33,9 @@ import jax.numpy as jnp
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from jaxcoop import cli, records, runner
-from jaxcoop.config import PRESETS, Config, preset
+from jaxcoop.config import Config
 from jaxcoop.networks import BACKBONES
+from jaxcoop.presets import PRESETS, preset
 from jaxcoop.train import make_trainer
 
 #: Settings of the full sweep and of ``--quick``; explicit flags override either.

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxcoop import cli, figures, records, runner
-from jaxcoop.config import Config, preset
+from jaxcoop.config import Config
+from jaxcoop.presets import preset
 
 #: The base point: the cpu preset's sizes with the paper's U(0, 1) pool, p_tabular and entropy
 #: coefficient, and a single seed.

@@ -64,7 +64,7 @@ def fingerprint(run_dir: Path, params) -> dict[str, str]:
 def run_all(out_dir: Path, evaluation_episodes: int, only: list[str] | None = None) -> dict:
     """Every ``<algo>-<backbone>`` tiny run (or those in ``only``) into ``out_dir``; their
     fingerprints by name."""
-    from jaxcoop import config, runner
+    from jaxcoop import presets, runner
 
     results = {}
     for algo in ALGOS:
@@ -72,7 +72,7 @@ def run_all(out_dir: Path, evaluation_episodes: int, only: list[str] | None = No
             name = f"{algo}-{backbone}"
             if only and name not in only:
                 continue
-            cfg = config.preset("tiny", backbone=backbone, algo=algo)
+            cfg = presets.preset("tiny", backbone=backbone, algo=algo)
             run_dir = out_dir / name
             state, _ = runner.run(
                 cfg,

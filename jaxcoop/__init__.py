@@ -1,9 +1,10 @@
 """jaxcoop: multi-agent cooperation through in-context co-player inference, fully jitted in JAX."""
 
 from jaxcoop import environment, evaluation, strategies
-from jaxcoop.config import PRESETS, Config, preset
+from jaxcoop.config import Config
 from jaxcoop.environment import Game, make_game
 from jaxcoop.networks import Agent, RoundInput, make_agent
+from jaxcoop.presets import PRESETS, preset
 from jaxcoop.rollout import Episodes, Policy, Transition, agent_policy, play, tabular_policy
 from jaxcoop.state import Metrics, TrainState
 from jaxcoop.train import make_train, make_trainer

@@ -20,17 +20,9 @@ import jax
 
 from jaxcoop import sharding
 from jaxcoop.commands import ExperimentCommand, UsageError
-from jaxcoop.config import (
-    PAPER_PRESETS,
-    PRESETS,
-    RESUMABLE_FIELDS,
-    SCALES,
-    Config,
-    field_names,
-    preset,
-    scaled,
-)
+from jaxcoop.config import RESUMABLE_FIELDS, Config, field_names
 from jaxcoop.loggers import LoggerUnavailable
+from jaxcoop.presets import PAPER_PRESETS, PRESETS, SCALES, preset, scaled
 from jaxcoop.records import RunFolderError
 from jaxcoop.trained import Source
 
@@ -269,7 +261,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
 
 
 def parse_experiment(argv: list[str] | None, description: str, name: str) -> ExperimentCommand:
-    """Parse an experiment's command line: ``--preset`` (the scale, ``config.SCALES``; default
+    """Parse an experiment's command line: ``--preset`` (the scale, ``presets.SCALES``; default
     paper on an accelerator, cpu otherwise), ``--out``, ``--devices`` and any config field flag
     (``--algo ppo``, ``--backbone transformer``, ``--num-seeds 5``), applied to every run."""
     p = ArgumentParser(

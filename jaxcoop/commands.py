@@ -13,7 +13,7 @@ class UsageError(ValueError):
 
 
 class ExperimentCommand(NamedTuple):
-    """A parsed experiment command line: the ``scale`` (``config.SCALES``) and why, the results
+    """A parsed experiment command line: the ``scale`` (``presets.SCALES``) and why, the results
     folder, the backbone and algorithm (each brings its defaults at the scale), the other field
     overrides applied to every run, and the devices."""
 

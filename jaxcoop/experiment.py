@@ -21,7 +21,8 @@ import numpy as np
 
 from jaxcoop import environment, evaluation, records, runner, trained
 from jaxcoop.commands import ExperimentCommand, UsageError
-from jaxcoop.config import Config, scaled
+from jaxcoop.config import Config
+from jaxcoop.presets import scaled
 from jaxcoop.train import make_player
 from jaxcoop.trained import Source
 

@@ -16,9 +16,9 @@ import jaxcoop  # noqa: E402
 from experiments import tournament  # noqa: E402
 from jaxcoop import axelrod as jaxcoop_axelrod  # noqa: E402
 from jaxcoop import cli, evaluation, reference, strategies  # noqa: E402
-from jaxcoop.config import preset  # noqa: E402
 from jaxcoop.environment import C  # noqa: E402
 from jaxcoop.evaluation import Player  # noqa: E402
+from jaxcoop.presets import preset  # noqa: E402
 
 HORIZON = 100
 #: Axelrod's memory-one strategies: the ones ``from_axelrod`` converts in the paper's game, among

@@ -10,8 +10,8 @@ import pytest
 
 from benchmarks import sps
 from jaxcoop import cli, runner
-from jaxcoop.config import preset
 from jaxcoop.networks import RoundInput, init_params, make_agent
+from jaxcoop.presets import preset
 
 
 def test_a_scan_body_counts_once_per_trip_and_nested_scans_multiply():

@@ -9,7 +9,7 @@ import pytest
 import jaxcoop
 from experiments import ipd
 from jaxcoop import cli, records, runner
-from jaxcoop.config import preset
+from jaxcoop.presets import preset
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_overrides_and_equals_syntax_reach_the_config():
 
 
 def test_scale_gives_a_paper_preset_as_the_experiment_commands_run_it():
-    from jaxcoop.config import scaled
+    from jaxcoop.presets import scaled
 
     argv = ["--preset", "step2-extort", "--scale", "cpu", "--algo", "ppi", "--num-episodes", "64"]
     config, name, out, *_ = cli.parse(argv, "t")

@@ -128,9 +128,9 @@ def test_ppi_brings_its_scale_defaults_and_flags_still_win():
 
 
 def test_the_cpu_long_scale_keeps_the_papers_pool_and_horizon_and_changes_the_sizes():
-    from jaxcoop.config import scaled
+    from jaxcoop.presets import scaled
 
-    for name in jaxcoop.config.PAPER_PRESETS:
+    for name in jaxcoop.presets.PAPER_PRESETS:
         config = scaled(name, "cpu-long")
         assert (config.pool, config.horizon, config.hidden_dim) == ("uniform", 100, 32), name
         assert config.p_tabular == jaxcoop.preset(name).p_tabular, name  # the pool mix too
@@ -159,3 +159,37 @@ def test_resumable_fields_are_the_only_ones_program_differences_ignore():
     changed = base.replace(num_iterations=12, checkpoint_every=6, keep_checkpoints=1)
     assert jaxcoop.config.program_differences(base, changed) == []
     assert jaxcoop.config.program_differences(base, base.replace(lr=0.1)) == ["lr: 0.003 -> 0.1"]
+
+
+def test_backbone_and_algorithm_defaults_touch_disjoint_fields_so_their_order_is_free():
+    from jaxcoop import presets
+    from jaxcoop.config import ALGOS
+    from jaxcoop.networks import BACKBONES
+
+    for scale in presets.SCALES:
+        for backbone in BACKBONES:
+            for algo in ALGOS:
+                shared = set(presets.backbone_defaults(backbone, scale)) & set(
+                    presets.algo_defaults(algo, scale)
+                )
+                assert not shared, (scale, backbone, algo, shared)
+    # Concretely: the tiny mixed pool switched to the transformer and PPI either way round.
+    base = presets.scaled("mixed-pool", "tiny")
+    b, a = presets.backbone_defaults("transformer", "tiny"), presets.algo_defaults("ppi", "tiny")
+    one = base.replace(backbone="transformer", **b).replace(algo="ppi", **a)
+    two = base.replace(algo="ppi", **a).replace(backbone="transformer", **b)
+    assert one == two == presets.scaled("mixed-pool", "tiny", "transformer", "ppi")
+    assert (one.hidden_dim, one.num_layers, one.ppi_depth, one.num_iterations) == (16, 1, 3, 2)
+
+
+def test_a_scale_changes_only_what_it_names_and_the_fig1_runs_differ_in_one_thing():
+    from jaxcoop import presets
+
+    for scale in ("cpu", "cpu-long"):
+        mixed, opp, none = (presets.scaled(n, scale) for n in presets.FIG1)
+        assert opp == mixed.replace(opponent_id=True), scale
+        assert none == mixed.replace(p_tabular=0.0), scale
+    # What the cpu scale does not name stays the paper's: step 2's Table 2 settings.
+    step2 = presets.scaled("step2-extort", "cpu")
+    assert (step2.lr, step2.reward_scale, step2.p_tabular) == (5e-3, 0.05, 0.0)
+    assert (step2.horizon, step2.num_episodes, step2.pool) == (20, 128, "named")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from jaxcoop import environment, evaluation, networks, strategies
-from jaxcoop.config import preset
 from jaxcoop.environment import C, D
 from jaxcoop.evaluation import cross_play, curves, match, tabular
+from jaxcoop.presets import preset
 from jaxcoop.rollout import Episodes, agent_policy, play, tabular_policy
 
 HORIZON = 12

@@ -160,7 +160,7 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, argv, mess
 
 def test_a_run_stopped_before_its_first_checkpoint_is_moved_aside_and_started_again(tmp_path):
     from jaxcoop import runner
-    from jaxcoop.config import preset
+    from jaxcoop.presets import preset
 
     config = preset("tiny")
     run_dir = tmp_path / "run"

@@ -297,7 +297,7 @@ def test_improved_policy_of_a_network_model_is_reproducible_from_its_key():
 
 @pytest.fixture(scope="module")
 def tiny_ppi():
-    from jaxcoop.config import preset
+    from jaxcoop.presets import preset
 
     config = preset("tiny").replace(
         algo="ppi",
@@ -378,7 +378,7 @@ def test_ppi_phase_is_reproducible_from_the_state(tiny_ppi):
 def ppi_run(tmp_path_factory):
     """A finished tiny PPI run (2 phases, both checkpoints kept) and its config."""
     from jaxcoop import runner
-    from jaxcoop.config import preset
+    from jaxcoop.presets import preset
 
     config = preset("tiny", algo="ppi").replace(keep_checkpoints=5)
     assert (config.algo, config.num_iterations, config.chunk_iterations) == ("ppi", 2, 1)
@@ -545,7 +545,7 @@ def test_ppi_warm_starts_take_the_sources_newest_episodes_and_its_planner(ppi_ru
 
 @pytest.mark.slow  # about 70-130 CPU-s
 def test_ppi_with_opponent_id_keeps_each_episodes_identity():
-    from jaxcoop.config import preset
+    from jaxcoop.presets import preset
 
     config = preset("tiny", algo="ppi").replace(opponent_id=True, pool="always_cooperate")
     loop = train.make_trainer(config)
@@ -572,7 +572,7 @@ def test_ppi_with_opponent_id_keeps_each_episodes_identity():
 
 
 def test_the_prior_window_starts_at_the_last_phases_episodes():
-    from jaxcoop.config import preset
+    from jaxcoop.presets import preset
 
     config = preset("tiny", algo="ppi").replace(ppi_pretrain_episodes=64, num_episodes=16)
     start = [int(ppi.prior_start(config, ppi.dataset_count(config, k))) for k in range(4)]
@@ -620,7 +620,7 @@ def test_with_a_prior_window_the_prior_follows_the_newest_phase(tiny_ppi):
 
 
 def test_episodes_collected_in_chunks_are_independent_pieces_of_the_same_kinds():
-    from jaxcoop.config import preset
+    from jaxcoop.presets import preset
 
     config = preset("tiny", algo="ppi").replace(
         opponent_id=True, pool="always_cooperate", ppi_collect_chunks=2
@@ -650,7 +650,7 @@ def test_episodes_collected_in_chunks_are_independent_pieces_of_the_same_kinds()
 
 
 def test_episodes_against_a_frozen_planner_collected_in_chunks():
-    from jaxcoop.config import preset
+    from jaxcoop.presets import preset
 
     config = preset("tiny", algo="ppi").replace(p_tabular=0.0, ppi_collect_chunks=4)
     loop = ppi.make_trainer(config, coplayer=ppi.make_planner(config))

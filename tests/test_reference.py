@@ -12,10 +12,10 @@ import pytest
 from experiments import ipd
 from experiments import reference as reference_cli
 from jaxcoop import environment, evaluation, records, reference, strategies, trained
-from jaxcoop.config import preset
 from jaxcoop.environment import C, D
 from jaxcoop.evaluation import Player
 from jaxcoop.networks import Agent, RoundInput
+from jaxcoop.presets import preset
 from jaxcoop.rollout import Policy, play
 
 PAYOFFS = np.asarray(environment.PRISONERS_DILEMMA, np.float64)[..., 0]

@@ -18,8 +18,8 @@ import pytest
 import jaxcoop
 from experiments import ipd
 from jaxcoop import checkpoints, cli, loggers, records, runner, trained
-from jaxcoop.config import preset
 from jaxcoop.environment import C
+from jaxcoop.presets import preset
 from jaxcoop.records import RunFolderError
 from jaxcoop.state import Metrics
 from jaxcoop.train import make_trainer

@@ -27,13 +27,13 @@ import sys
 import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
-from jaxcoop import config, networks, rollout, runner, sharding, strategies
+from jaxcoop import networks, presets, rollout, runner, sharding, strategies
 from jaxcoop.environment import make_game
 
 assert jax.device_count() == 8, jax.devices()
 out = {}
 for backbone, algo in [name.split("-") for name in sys.argv[1:]]:
-    cfg = config.preset("tiny", backbone).replace(algo=algo, num_seeds=2, num_episodes=32)
+    cfg = presets.preset("tiny", backbone).replace(algo=algo, num_seeds=2, num_episodes=32)
     runs = []
     for n in (1, 8):
         state, chunk, _ = runner.compile_seeds(cfg, jax.devices()[:n])
@@ -50,7 +50,7 @@ for backbone, algo in [name.split("-") for name in sys.argv[1:]]:
     }
 
 # Where the rollout's episodes live: one seed, so learners 2 ways and seats 4 ways.
-cfg = config.preset("tiny").replace(num_episodes=32)
+cfg = presets.preset("tiny").replace(num_episodes=32)
 mesh = sharding.make_mesh(1, 2)
 agent = networks.make_agent(cfg)
 params = jax.vmap(lambda k: networks.init_params(agent, k))(jax.random.split(jax.random.key(0), 2))
