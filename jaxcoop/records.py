@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcoop.config import Config
-from jaxcoop.state import Metrics
+from jaxcoop.state import PlayMetrics
 
 
 class RunFolderError(Exception):
@@ -35,8 +35,8 @@ def describe(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-METRIC_NAMES = list(Metrics._fields)
-CSV_COLUMNS = ["iteration", "seed", "learner", *METRIC_NAMES]
+#: The columns of ``metrics.csv`` before the metrics (``Metrics.as_dict``'s names) follow.
+INDEX_COLUMNS = ["iteration", "seed", "learner"]
 CONFIG_FILE, METRICS_FILE, PLOT_FILE, SUMMARY_FILE = (
     "config.json",
     "metrics.csv",
@@ -45,17 +45,7 @@ CONFIG_FILE, METRICS_FILE, PLOT_FILE, SUMMARY_FILE = (
 )
 EVALUATION_FILE, EVALUATION_PLOT_FILE = "evaluation.json", "within_episode.png"
 #: Metrics reported as final values (``final_values``, ``summary.json``).
-FINAL_FIELDS = (
-    "reward_vs_learner",
-    "coop_vs_learner",
-    "reward_vs_tabular",
-    "coop_vs_tabular",
-    "tabular_reward",
-    "reward_vs_frozen",
-    "coop_vs_frozen",
-    "frozen_reward",
-    "frozen_coop",
-)
+FINAL_FIELDS = PlayMetrics._fields
 
 
 def prepare(run_dir: Path) -> Path:
@@ -121,11 +111,10 @@ def read_config(run_dir: Path) -> tuple[Config, dict]:
         raise RunFolderError(f"{path} is corrupted or not a jaxcoop config: {e}") from e
 
 
-def metrics_rows(metrics: Metrics | dict, first_iteration: int) -> list[list]:
-    """CSV rows (long format) from numpy metrics ``[S, I, N]`` (``Metrics`` or a name -> array
-    dict in ``METRIC_NAMES`` order)."""
-    values = metrics.values() if isinstance(metrics, dict) else metrics
-    stacked_SxIxNxM = np.stack([np.asarray(x) for x in values], axis=-1)
+def metrics_rows(metrics: dict[str, np.ndarray], first_iteration: int) -> list[list]:
+    """CSV rows (one per iteration, seed and learner) from numpy metrics ``{name: [S, I, N]}``,
+    in the dict's order."""
+    stacked_SxIxNxM = np.stack([np.asarray(x) for x in metrics.values()], axis=-1)
     seeds, iterations, learners, _ = stacked_SxIxNxM.shape
     rows = []
     for i in range(iterations):
@@ -136,15 +125,16 @@ def metrics_rows(metrics: Metrics | dict, first_iteration: int) -> list[list]:
     return rows
 
 
-def append_metrics(run_dir: Path, metrics: Metrics | dict, first_iteration: int) -> None:
-    """Append one chunk of metrics ``[S, I, N]`` to ``metrics.csv`` (header on first write)."""
+def append_metrics(run_dir: Path, metrics: dict[str, np.ndarray], first_iteration: int) -> None:
+    """Append one chunk of metrics ``{name: [S, I, N]}`` to ``metrics.csv`` (header, from the
+    names, on first write)."""
     path = Path(run_dir) / METRICS_FILE
     new = not path.exists()
     try:
         with path.open("a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(CSV_COLUMNS)
+                writer.writerow([*INDEX_COLUMNS, *metrics])
             writer.writerows(metrics_rows(metrics, first_iteration))
             f.flush()
             os.fsync(f.fileno())
@@ -157,13 +147,13 @@ def append_metrics(run_dir: Path, metrics: Metrics | dict, first_iteration: int)
 
 
 def rewrite_metrics(run_dir: Path, history: dict[str, np.ndarray]) -> None:
-    """Replace ``metrics.csv`` by ``history`` ``{name: [S, I, N]}`` (a checkpoint's), atomically:
-    the new file is written next to it and renamed over it."""
+    """Replace ``metrics.csv`` by ``history`` ``{name: [S, I, N]}`` (a checkpoint's, in column
+    order), atomically: the new file is written next to it and renamed over it."""
     path = Path(run_dir) / METRICS_FILE
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(metrics_rows({name: history[name] for name in METRIC_NAMES}, 0))
+    writer.writerow([*INDEX_COLUMNS, *history])
+    writer.writerows(metrics_rows(history, 0))
     try:
         _replace(path, buffer.getvalue())
     except OSError as e:
@@ -174,14 +164,17 @@ def rewrite_metrics(run_dir: Path, history: dict[str, np.ndarray]) -> None:
 
 
 def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
-    """``metrics.csv`` back as arrays ``[S, I, N]`` keyed by metric name (plus ``iteration``)."""
+    """``metrics.csv`` back as arrays ``[S, I, N]`` keyed by metric name, in column order (plus
+    ``iteration``)."""
     with (Path(run_dir) / METRICS_FILE).open() as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    names = [name for name in reader.fieldnames or () if name not in INDEX_COLUMNS]
     seeds = 1 + max(int(r["seed"]) for r in rows)
     learners = 1 + max(int(r["learner"]) for r in rows)
     iterations = len(rows) // (seeds * learners)
     out = {}
-    for name in METRIC_NAMES:
+    for name in names:
         flat = np.array([float(r[name]) for r in rows], dtype=np.float64)
         out[name] = flat.reshape(iterations, seeds, learners).transpose(1, 0, 2)
     out["iteration"] = np.array([int(r["iteration"]) for r in rows[:: seeds * learners]])

@@ -31,6 +31,7 @@ from jaxcoop import environment, strategies
 from jaxcoop.environment import Game
 from jaxcoop.networks import Agent, RoundInput, history_inputs
 from jaxcoop.sharding import Sharder, no_sharding
+from jaxcoop.state import PlayMetrics
 
 
 def sample_action(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -100,8 +101,8 @@ def play_metrics(
     num_tabular: int,
     num_frozen: int,
     seat_axis: int,
-) -> dict[str, jax.Array]:
-    """The play metrics (``state.Metrics``'s first nine fields) of one learner's rounds: means
+) -> PlayMetrics:
+    """The play metrics of one learner's rounds: means
     over every round of each kind of co-player's seats along ``seat_axis`` (tabular, then
     frozen, then learner-pair seats, as in this module's header); NaN for a kind without
     seats. Both sides' actions and rewards share one shape."""
@@ -120,7 +121,7 @@ def play_metrics(
 
     coop = (action == environment.C).astype(jnp.float32)
     coplayer_coop = (coplayer_action == environment.C).astype(jnp.float32)
-    return dict(
+    return PlayMetrics(
         reward_vs_learner=mean(reward, "learner"),
         coop_vs_learner=mean(coop, "learner"),
         reward_vs_tabular=mean(reward, "tabular"),

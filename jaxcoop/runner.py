@@ -24,7 +24,7 @@ from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
 from jaxcoop.environment import make_game
 from jaxcoop.records import RunFolderError
 from jaxcoop.state import Trainer, TrainState
-from jaxcoop.train import algorithm, make_player, make_trainer
+from jaxcoop.train import algorithm, make_player, make_trainer, metric_names
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -269,10 +269,16 @@ def resume(
     # fitted to this config (PPI: room in its dataset for the phases of this num_iterations)
     state = state.replace(learner_state=algorithm(config.algo).resume(config, state.learner_state))
     history = _empty_history(config)
-    for name, value in ckpt.metrics.items():
-        history[name][:, :step] = value
+    if set(ckpt.metrics) != set(history):
+        raise RunFolderError(
+            f"{run_dir}'s checkpoint holds the metrics {sorted(ckpt.metrics)}, this version's "
+            f"{config.algo} reports {list(history)}: it was written before metrics became "
+            "per-algorithm (PPI's model losses); resume it with commit 11ceb97 or earlier"
+        )
+    for name in history:
+        history[name][:, :step] = ckpt.metrics[name]
     if sharding.is_primary():
-        records.rewrite_metrics(run_dir, ckpt.metrics)
+        records.rewrite_metrics(run_dir, {name: ckpt.metrics[name] for name in history})
         if config != saved:  # config.json says how far the run now goes
             records.write_config(run_dir, config, record.get("preset"), record.get("warm_start"))
     log(f"resuming {run_dir} from its checkpoint at iteration {step} of {config.num_iterations}")
@@ -351,7 +357,7 @@ def device_name(mesh: Mesh | None = None) -> str:
 def _empty_history(config: Config) -> dict[str, np.ndarray]:
     """NaN-filled metrics ``{name: float32 [S, num_iterations, N]}``, filled chunk by chunk."""
     shape = (config.num_seeds, config.num_iterations, config.num_learners)
-    return {name: np.full(shape, np.nan, np.float32) for name in records.METRIC_NAMES}
+    return {name: np.full(shape, np.nan, np.float32) for name in metric_names(config)}
 
 
 class ChunkReport(NamedTuple):
@@ -380,7 +386,7 @@ def run_chunks(
     try:
         for begin in range(first, config.num_iterations, config.chunk_iterations):
             state, metrics = chunk(state)
-            metrics = jax.device_get(metrics)._asdict()
+            metrics = jax.device_get(metrics).as_dict()
             end = begin + config.chunk_iterations
             report = ChunkReport(begin, end, state, metrics, time.perf_counter() - start)
             for callback in callbacks:

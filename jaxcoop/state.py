@@ -25,15 +25,14 @@ class TrainState:
     coplayer_params: Any = None  # the frozen co-player's parameters (unstacked), if there is one
 
 
-class Metrics(NamedTuple):
-    """Per-iteration, per-learner scalars (``[N]``; ``[I, N]`` after scanning, ``[S, I, N]`` over
-    seeds). Rewards are raw game rewards per round; cooperation is the fraction of C actions.
-    ``*_vs_tabular`` are NaN when there are no tabular episodes, ``*_vs_learner`` when there are
-    no learner episodes, ``*frozen*`` when there is no frozen co-player. ``tabular_reward`` is
-    the tabular co-players' own reward per round; ``frozen_reward`` / ``frozen_coop`` are the
-    frozen co-player's reward and cooperation in its episodes against the learner.
-    ``approx_kl`` and ``clip_fraction`` are PPO's (NaN with A2C).
-    """
+class PlayMetrics(NamedTuple):
+    """How the learners played in one iteration, per learner (``[N]``; ``[I, N]`` after scanning,
+    ``[S, I, N]`` over seeds). Rewards are raw game rewards per round; cooperation is the
+    fraction of C actions. ``*_vs_tabular`` are NaN when there are no tabular episodes,
+    ``*_vs_learner`` when there are no learner episodes, ``*frozen*`` when there is no frozen
+    co-player. ``tabular_reward`` is the tabular co-players' own reward per round;
+    ``frozen_reward`` / ``frozen_coop`` are the frozen co-player's reward and cooperation in its
+    episodes against the learner."""
 
     reward_vs_learner: jax.Array
     coop_vs_learner: jax.Array
@@ -44,13 +43,20 @@ class Metrics(NamedTuple):
     coop_vs_frozen: jax.Array
     frozen_reward: jax.Array
     frozen_coop: jax.Array
-    loss: jax.Array
-    policy_loss: jax.Array
-    value_loss: jax.Array
-    entropy: jax.Array
-    approx_kl: jax.Array
-    clip_fraction: jax.Array
-    grad_norm: jax.Array
+
+
+class Metrics(NamedTuple):
+    """What one iteration reports, per learner (shapes as ``PlayMetrics``): how the learners
+    played (``play``) and what their algorithm reports of its update (``learning``: its
+    family's own NamedTuple, ``actor_critic.LearningMetrics`` or ``ppi.LearningMetrics``; every
+    family's has ``loss`` and ``grad_norm``). ``as_dict`` flattens both, play first: the
+    columns of ``metrics.csv``."""
+
+    play: PlayMetrics
+    learning: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.play._asdict(), **self.learning._asdict()}
 
 
 class Trainer(NamedTuple):

@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 from jaxcoop.algorithms import actor_critic, ppi
 from jaxcoop.config import ALGOS, Config
 from jaxcoop.networks import make_agent
-from jaxcoop.state import Metrics, Trainer, TrainState
+from jaxcoop.state import Metrics, PlayMetrics, Trainer, TrainState
 
 
 class Algorithm(NamedTuple):
@@ -32,12 +32,14 @@ class Algorithm(NamedTuple):
       ``config`` (PPI: a dataset with room for ``config.num_iterations`` phases).
     warm_start(learner_state, episodes) -> ``learner_state`` started from another run's
       episodes ``[..., P, T, 2]`` (PPI's D0); ``None`` where learners start from parameters.
+    learning_metrics: the family's NamedTuple in ``Metrics.learning``.
     """
 
     make_trainer: Callable[[Config, Any, Any], Trainer]
     make_player: Callable[[Config], Any]
     resume: Callable[[Config, Any], Any]
     warm_start: Callable[[Any, Any], Any] | None
+    learning_metrics: type
 
 
 ACTOR_CRITIC = Algorithm(
@@ -45,6 +47,7 @@ ACTOR_CRITIC = Algorithm(
     make_player=make_agent,
     resume=lambda config, learner_state: learner_state,
     warm_start=None,
+    learning_metrics=actor_critic.LearningMetrics,
 )
 
 PPI = Algorithm(
@@ -53,6 +56,7 @@ PPI = Algorithm(
     make_player=ppi.make_planner,
     resume=lambda config, data: ppi.resize_dataset(data, ppi.dataset_size(config)),
     warm_start=ppi.with_initial_data,
+    learning_metrics=ppi.LearningMetrics,
 )
 
 #: ``config.algo`` -> the family that trains it (one entry per ``config.ALGOS``).
@@ -66,6 +70,12 @@ def algorithm(algo: str) -> Algorithm:
         return ALGORITHMS[algo]
     except KeyError:
         raise ValueError(f"algo={algo!r}: choose one of {', '.join(ALGORITHMS)}") from None
+
+
+def metric_names(config: Config) -> list[str]:
+    """The names of a run's metrics, in ``Metrics.as_dict`` order (the columns of
+    ``metrics.csv``): the play metrics, then the algorithm's own."""
+    return [*PlayMetrics._fields, *algorithm(config.algo).learning_metrics._fields]
 
 
 def make_player(config: Config) -> Any:

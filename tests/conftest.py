@@ -36,7 +36,7 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jaxcoop  # noqa: E402
-from jaxcoop import checkpoints, networks, records, rollout, strategies  # noqa: E402
+from jaxcoop import checkpoints, networks, records, rollout, strategies, train  # noqa: E402
 from jaxcoop.state import TrainState  # noqa: E402
 
 
@@ -84,7 +84,7 @@ def _write_run(out: Path, config: jaxcoop.Config, edit_params=None) -> Path:
     records.write_config(out, config, None)
     writer = checkpoints.Writer(out, 1)
     shape = (config.num_seeds, 2, config.num_learners)
-    history = {k: np.zeros(shape, np.float32) for k in records.METRIC_NAMES}
+    history = {k: np.zeros(shape, np.float32) for k in train.metric_names(config)}
     writer.save(2, state, history, {"iteration": 2})
     writer.close()
     return out

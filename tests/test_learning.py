@@ -35,14 +35,15 @@ def _train_against(pool: str):
 
 
 def _start_and_end(metrics):
-    coop = metrics.coop_vs_tabular[:, 0]
+    coop = metrics.play.coop_vs_tabular[:, 0]
     return coop[0], coop[-5:].mean()
 
 
 def test_coplayer_is_really_fixed():
     """Against Always-Cooperate the learner's reward is 1 for C and 2 for D: 2 - cooperation."""
     metrics = _train_against("always_cooperate")
-    np.testing.assert_allclose(metrics.reward_vs_tabular, 2 - metrics.coop_vs_tabular, atol=1e-6)
+    play = metrics.play
+    np.testing.assert_allclose(play.reward_vs_tabular, 2 - play.coop_vs_tabular, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from jaxcoop.algorithms import ppi
 from jaxcoop.environment import START, C, D
 from jaxcoop.networks import RoundInput
 from jaxcoop.rollout import play
+from jaxcoop.state import PlayMetrics
 
 IPD = environment.PRISONERS_DILEMMA
 MIRROR = np.array([0, 1, 3, 2, 4])  # a state seen by the other player (CD <-> DC)
@@ -330,20 +331,26 @@ def test_ppi_learns_to_defect_against_always_cooperate(tiny_ppi):
     first, last = metrics[0], metrics[-1]
     # D0's random tabular agents cooperate half the time; the improved policy plans D, which
     # pays 2 instead of 1 against always-cooperate, and its prior follows over the phases.
-    assert np.all(last.coop_vs_tabular < 0.15), [m.coop_vs_tabular for m in metrics]
-    np.testing.assert_allclose(last.reward_vs_tabular, 2 - last.coop_vs_tabular, atol=1e-6)
+    assert np.all(last.play.coop_vs_tabular < 0.15), [m.play.coop_vs_tabular for m in metrics]
+    np.testing.assert_allclose(
+        last.play.reward_vs_tabular, 2 - last.play.coop_vs_tabular, atol=1e-6
+    )
     # Always-cooperate earns 1 against C and -1 against D.
-    np.testing.assert_allclose(last.tabular_reward, 2 * last.coop_vs_tabular - 1, atol=1e-6)
+    np.testing.assert_allclose(
+        last.play.tabular_reward, 2 * last.play.coop_vs_tabular - 1, atol=1e-6
+    )
     # The model's loss and its parts after the first phase's fit (160 steps on D0): the reward
     # is a function of the next observation, so its NLL is near 0 (about 0.5 untrained); the
     # next observation is one of the two states consistent with the own action, so its NLL
     # (the rest of the loss) is near log 2, far below the untrained log 5 but above 0 (D0's
     # random co-players cannot be predicted); the own action is D0's coin flip (NLL ~ log 2).
-    obs_nll = first.loss - first.policy_loss - first.value_loss
-    assert np.all(np.isfinite(first.loss))
-    assert np.all(first.value_loss < 0.01), first.value_loss
+    fit = first.learning  # PPI reports its model's fit, not actor-critic losses
+    assert set(fit._fields) == {"loss", "action_nll", "reward_nll", "grad_norm"}
+    obs_nll = fit.loss - fit.action_nll - fit.reward_nll
+    assert np.all(np.isfinite(fit.loss))
+    assert np.all(fit.reward_nll < 0.01), fit.reward_nll
     assert np.all((obs_nll > 0.3) & (obs_nll < 1.0)), obs_nll
-    assert np.all((first.policy_loss > 0.3) & (first.policy_loss < np.log(2) + 0.05))
+    assert np.all((fit.action_nll > 0.3) & (fit.action_nll < np.log(2) + 0.05))
 
 
 def test_ppi_dataset_grows_by_each_phases_episodes_seen_from_both_seats(tiny_ppi):
@@ -371,7 +378,7 @@ def test_ppi_phase_is_reproducible_from_the_state(tiny_ppi):
     _, phase, states, metrics = tiny_ppi
     again, m = phase(states[1])
     np.testing.assert_array_equal(again.learner_state.actions, states[2].learner_state.actions)
-    np.testing.assert_array_equal(jax.device_get(m).loss, metrics[1].loss)
+    np.testing.assert_array_equal(jax.device_get(m).learning.loss, metrics[1].learning.loss)
 
 
 @pytest.fixture(scope="module")
@@ -429,6 +436,11 @@ def test_a_ppi_run_resumed_from_its_first_phase_writes_the_same_metrics(ppi_run,
     shutil.rmtree(checkpoints.directory(run_dir) / "2")  # as if killed during phase 2
     runner.resume(run_dir, log=lambda line: None, evaluation_episodes=8)
     assert (run_dir / records.METRICS_FILE).read_bytes() == whole
+    # PPI's own columns: how it played, then its model's fit; no actor-critic columns.
+    header = whole.decode().splitlines()[0].split(",")
+    play = list(PlayMetrics._fields)
+    assert header == ["iteration", "seed", "learner", *play, *ppi.LearningMetrics._fields]
+    assert "entropy" not in header and "policy_loss" not in header
 
 
 @pytest.mark.slow  # about 70-130 CPU-s
@@ -655,7 +667,7 @@ def test_episodes_against_a_frozen_planner_collected_in_chunks():
     config = preset("tiny", algo="ppi").replace(p_tabular=0.0, ppi_collect_chunks=4)
     loop = ppi.make_trainer(config, coplayer=ppi.make_planner(config))
     state, metrics = jax.jit(loop.iteration)(jax.jit(loop.init)(jax.random.key(0)))
-    frozen = np.asarray(metrics.frozen_coop)
+    frozen = np.asarray(metrics.play.frozen_coop)
     assert frozen.shape == (2,) and np.all((frozen >= 0) & (frozen <= 1))
     new = np.asarray(state.learner_state.actions[:, config.ppi_pretrain_episodes :][:, :16])
     assert not np.array_equal(new[:, :4], new[:, 4:8])

@@ -17,11 +17,12 @@ import pytest
 
 import jaxcoop
 from experiments import ipd
-from jaxcoop import checkpoints, cli, loggers, records, runner, trained
+from jaxcoop import checkpoints, cli, loggers, records, runner, train, trained
+from jaxcoop.algorithms import actor_critic
 from jaxcoop.environment import C
 from jaxcoop.presets import preset
 from jaxcoop.records import RunFolderError
-from jaxcoop.state import Metrics
+from jaxcoop.state import Metrics, PlayMetrics
 from jaxcoop.train import make_trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +64,8 @@ def test_checkpoints_hold_the_final_state_metrics_and_config(source_run):
     assert _tree_equal(jax.random.key_data(ckpt.state.key), jax.random.key_data(state.key))
     np.testing.assert_array_equal(ckpt.state.iteration, [4, 4])
     history = records.read_metrics(out)
-    for name in records.METRIC_NAMES:  # the CSV keeps 6 significant digits
+    assert list(history) == [*train.metric_names(TINY), "iteration"]  # columns in order
+    for name in train.metric_names(TINY):  # the CSV keeps 6 significant digits
         np.testing.assert_allclose(ckpt.metrics[name], history[name], rtol=1e-5)
     assert ckpt.meta["iteration"] == 4 and ckpt.meta["config"] == TINY.to_dict()
 
@@ -274,7 +276,7 @@ def test_a_full_disk_while_appending_metrics_names_the_file(tmp_path, monkeypatc
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(records.os, "fsync", no_space)
-    metrics = {name: np.zeros((1, 1, 1)) for name in records.METRIC_NAMES}
+    metrics = {name: np.zeros((1, 1, 1)) for name in train.metric_names(TINY)}
     with pytest.raises(RunFolderError, match=f"could not append to {tmp_path / 'metrics.csv'}"):
         records.append_metrics(tmp_path, metrics, 0)
 
@@ -501,7 +503,12 @@ def _counting_chunk(config):
     def chunk(state):
         its = np.arange(state, state + config.chunk_iterations, dtype=np.float32)
         value = its.reshape(1, -1, 1)
-        return state + config.chunk_iterations, Metrics(*(value for _ in Metrics._fields))
+        learning = actor_critic.LearningMetrics(
+            *(value for _ in actor_critic.LearningMetrics._fields)
+        )
+        return state + config.chunk_iterations, Metrics(
+            PlayMetrics(*(value for _ in PlayMetrics._fields)), learning
+        )
 
     return chunk
 
@@ -535,7 +542,7 @@ def test_run_chunks_reports_every_chunk_to_every_callback_in_order_and_closes_th
 
 def test_run_chunks_closes_every_callback_when_one_raises(tmp_path):
     config = TINY.replace(num_iterations=6, chunk_iterations=2)
-    history = {name: np.full((1, 6, 1), np.nan, np.float32) for name in records.METRIC_NAMES}
+    history = {name: np.full((1, 6, 1), np.nan, np.float32) for name in train.metric_names(config)}
     closed = []
 
     class Closer:
@@ -547,7 +554,8 @@ def test_run_chunks_closes_every_callback_when_one_raises(tmp_path):
 
     def bad_chunk(state):
         state, metrics = _counting_chunk(config)(state)
-        return state, metrics._replace(loss=np.full((1, 2, 1), np.nan, np.float32))
+        nan = np.full((1, 2, 1), np.nan, np.float32)
+        return state, metrics._replace(learning=metrics.learning._replace(loss=nan))
 
     recorder = runner.MetricsRecorder(tmp_path, history, write=False)
     with pytest.raises(FloatingPointError, match="iteration 0"):

@@ -29,7 +29,7 @@ def test_every_metric_is_iterations_by_learners(num_learners, p_tabular):
     """Shapes only (traced, not compiled), so every combination is cheap."""
     config = CONFIG.replace(num_learners=num_learners, p_tabular=p_tabular)
     state, metrics = jax.eval_shape(jaxcoop.make_train(config), jax.random.key(0))
-    for name, value in metrics._asdict().items():
+    for name, value in metrics.as_dict().items():
         assert value.shape == (config.num_iterations, num_learners), name
     assert jax.tree.leaves(state.params)[0].shape[0] == num_learners
 
@@ -55,7 +55,7 @@ def test_metrics_of_an_absent_coplayer_type_are_nan_and_the_rest_finite(
     num_learners, p_tabular, nan_fields
 ):
     metrics = _run(num_learners, p_tabular)
-    for name, value in metrics._asdict().items():
+    for name, value in metrics.as_dict().items():
         assert value.shape == (CONFIG.num_iterations, num_learners), name
         if name in nan_fields:
             assert np.isnan(value).all(), name
@@ -108,13 +108,13 @@ def test_chunked_run_plays_every_iteration_with_finite_metrics(host_loop):
     run, _, _ = host_loop
     state, metrics = run(jax.random.key(0))
     assert int(state.iteration) == CONFIG.num_iterations
-    for name, value in metrics._asdict().items():
+    for name, value in metrics.as_dict().items():
         assert value.shape == (CONFIG.num_iterations, CONFIG.num_learners), name
         # No frozen co-player; A2C has no approximate KL or clip fraction.
         assert np.isfinite(value).all() != (name in VS_FROZEN + PPO_ONLY), name
-    assert ((metrics.coop_vs_learner >= 0) & (metrics.coop_vs_learner <= 1)).all()
+    assert ((metrics.play.coop_vs_learner >= 0) & (metrics.play.coop_vs_learner <= 1)).all()
     # Rewards per round of the IPD lie in [S, T] = [-1, 2].
-    assert ((metrics.reward_vs_tabular >= -1) & (metrics.reward_vs_tabular <= 2)).all()
+    assert ((metrics.play.reward_vs_tabular >= -1) & (metrics.play.reward_vs_tabular <= 2)).all()
 
 
 def test_same_key_gives_identical_metrics_and_another_key_does_not(host_loop):
@@ -122,36 +122,37 @@ def test_same_key_gives_identical_metrics_and_another_key_does_not(host_loop):
     _, first = run(jax.random.key(0))
     _, again = run(jax.random.key(0))
     _, other = run(jax.random.key(5))
-    for a, b in zip(first, again, strict=True):
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert not np.allclose(first.reward_vs_learner, other.reward_vs_learner)
-    assert not np.allclose(first.loss, other.loss)
+    assert not np.allclose(first.play.reward_vs_learner, other.play.reward_vs_learner)
+    assert not np.allclose(first.learning.loss, other.learning.loss)
 
 
 def test_vmap_over_seeds_matches_running_each_seed_alone(host_loop, vmapped_seeds):
     run, _, _ = host_loop
     params_S, metrics_SxIxN = vmapped_seeds
-    assert metrics_SxIxN.loss.shape == (len(SEEDS), CONFIG.num_iterations, CONFIG.num_learners)
+    shape = (len(SEEDS), CONFIG.num_iterations, CONFIG.num_learners)
+    assert metrics_SxIxN.learning.loss.shape == shape
     for i, seed in enumerate(SEEDS):
         state, metrics = run(jax.random.key(seed))
-        for name, value in metrics._asdict().items():
+        for name, value in metrics.as_dict().items():
             np.testing.assert_allclose(
-                getattr(metrics_SxIxN, name)[i], value, rtol=1e-4, atol=1e-5, err_msg=name
+                metrics_SxIxN.as_dict()[name][i], value, rtol=1e-4, atol=1e-5, err_msg=name
             )
         for a, b in zip(jax.tree.leaves(params_S), jax.tree.leaves(state.params), strict=True):
             np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-5)
-    assert not np.allclose(metrics_SxIxN.loss[0], metrics_SxIxN.loss[1])
+    assert not np.allclose(metrics_SxIxN.learning.loss[0], metrics_SxIxN.learning.loss[1])
 
 
 def test_make_train_runs_num_seeds_seeds_split_from_the_key_as_the_runner_does():
     config = CONFIG.replace(num_seeds=2, num_iterations=2, chunk_iterations=1)
     key = jax.random.key(config.seed)
     _, metrics = jax.jit(jaxcoop.make_train(config))(key)
-    assert metrics.loss.shape == (2, 2, config.num_learners)
+    assert metrics.learning.loss.shape == (2, 2, config.num_learners)
     one = jax.vmap(jaxcoop.make_train(config.replace(num_seeds=1)))
     _, alone = jax.jit(one)(jax.random.split(key, 2))  # runner.init_seeds's keys
-    for name, value in alone._asdict().items():
-        np.testing.assert_array_equal(getattr(metrics, name), value, err_msg=name)
+    for name, value in alone.as_dict().items():
+        np.testing.assert_array_equal(metrics.as_dict()[name], value, err_msg=name)
 
 
 # --- Rollout layout (rollout.py header): seats [tabular K | row S | column S]. -------------------
@@ -286,12 +287,12 @@ def test_the_transformer_trains_with_both_algorithms(algo):
     final, metrics = jax.jit(trainer.chunk)(state)
     metrics = _numpy(metrics)
     for name in ("loss", "coop_vs_learner", "coop_vs_tabular", "grad_norm"):
-        assert np.isfinite(getattr(metrics, name)).all(), name
+        assert np.isfinite(metrics.as_dict()[name]).all(), name
     moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state.params, final.params)
     assert max(jax.tree.leaves(moved)) > 0
     if algo == "ppo":  # one epoch, one minibatch: the update sees exactly the rollout's policy
-        np.testing.assert_allclose(metrics.approx_kl, 0.0, atol=1e-6)
-        np.testing.assert_array_equal(metrics.clip_fraction, 0.0)
+        np.testing.assert_allclose(metrics.learning.approx_kl, 0.0, atol=1e-6)
+        np.testing.assert_array_equal(metrics.learning.clip_fraction, 0.0)
 
 
 @pytest.mark.parametrize("algo", ["a2c", "ppo"])
@@ -303,7 +304,7 @@ def test_every_preset_traces_with_the_transformer(name, algo):
     config = config.replace(num_iterations=config.chunk_iterations)
     state, metrics = jax.eval_shape(jaxcoop.make_train(config), jax.random.key(0))
     seeds = (config.num_seeds,) if config.num_seeds > 1 else ()  # the cpu preset's 3 seeds
-    assert metrics.loss.shape == (*seeds, config.num_iterations, config.num_learners)
+    assert metrics.learning.loss.shape == (*seeds, config.num_iterations, config.num_learners)
     position = state.params["params"]["backbone"]["position"]
     rows = config.horizon + int(config.opponent_id)
     assert position.shape == (*seeds, config.num_learners, rows, config.hidden_dim)
@@ -334,9 +335,9 @@ def test_a2c_through_the_rollout_equals_a2c_on_a_second_forward_pass(monkeypatch
         np.testing.assert_allclose(x, y, atol=1e-6, rtol=1e-5)
     for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "coop_vs_tabular"):
         np.testing.assert_allclose(
-            getattr(ma, name), getattr(mb, name), rtol=1e-5, atol=1e-6, err_msg=name
+            ma.as_dict()[name], mb.as_dict()[name], rtol=1e-5, atol=1e-6, err_msg=name
         )
-    assert float(jnp.min(ma.grad_norm)) > 0  # the learners did get a gradient
+    assert float(jnp.min(ma.learning.grad_norm)) > 0  # the learners did get a gradient
 
 
 def test_frozen_and_tabular_coplayers_draw_their_moves_independently(tiny_rollout):

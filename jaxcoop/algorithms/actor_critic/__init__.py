@@ -3,6 +3,7 @@ and both losses; ``train``: the fused iteration and its ``make_trainer``)."""
 
 from jaxcoop.algorithms.actor_critic import losses
 from jaxcoop.algorithms.actor_critic.train import (
+    LearningMetrics,
     advantages_and_targets,
     algorithm_loss,
     apply_gradients,
@@ -13,6 +14,7 @@ from jaxcoop.algorithms.actor_critic.train import (
 )
 
 __all__ = [
+    "LearningMetrics",
     "advantages_and_targets",
     "algorithm_loss",
     "apply_gradients",

@@ -7,7 +7,7 @@ its own parameters and optimizer state, no parameter sharing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,22 @@ from jaxcoop.algorithms.actor_critic import losses
 from jaxcoop.config import Config
 from jaxcoop.networks import Agent, init_params, make_agent
 from jaxcoop.sharding import Sharder, no_sharding
-from jaxcoop.state import Metrics, Trainer, TrainState
+from jaxcoop.state import Metrics, PlayMetrics, Trainer, TrainState
+
+
+class LearningMetrics(NamedTuple):
+    """What an update reports, per learner (``[N]``; means over the batch): the total loss, its
+    policy and value terms, the policy's entropy, PPO's ``approx_kl`` and ``clip_fraction``
+    (how far its update moved from the acting policy; NaN with A2C, which has no such
+    quantity) and the gradient norm before clipping."""
+
+    loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    grad_norm: jax.Array
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
@@ -222,15 +237,13 @@ def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None)
                 state.params, state.learner_state, batch, jax.random.split(update_key, n)
             )
 
-        def played(t: rollout.Transition) -> dict:  # one learner's [T, B]; seats: axis 1
+        def played(t: rollout.Transition) -> PlayMetrics:  # one learner's [T, B]; seats: axis 1
             return rollout.play_metrics(
                 t.action, t.reward, t.coplayer_action, t.coplayer_reward,
                 config.num_tabular_episodes, num_frozen, 1,
             )  # fmt: skip
 
-        play = jax.vmap(played)(batch.transition)
-        metrics = Metrics(
-            **play,
+        learning = LearningMetrics(
             loss=info.total,
             policy_loss=info.policy,
             value_loss=info.value,
@@ -239,6 +252,7 @@ def make_trainer(config: Config, coplayer: Any = None, mesh: Mesh | None = None)
             clip_fraction=info.clip_fraction,
             grad_norm=grad_norm,
         )
+        metrics = Metrics(jax.vmap(played)(batch.transition), learning)
         return state.replace(
             params=params, learner_state=opt_state, key=key, iteration=state.iteration + 1
         ), metrics

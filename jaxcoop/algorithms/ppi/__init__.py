@@ -48,6 +48,7 @@ from jaxcoop.algorithms.ppi.planning import (
 )
 from jaxcoop.algorithms.ppi.train import (
     Dataset,
+    LearningMetrics,
     dataset_count,
     dataset_size,
     make_optimizer,
@@ -59,6 +60,7 @@ from jaxcoop.algorithms.ppi.train import (
 
 __all__ = [
     "Dataset",
+    "LearningMetrics",
     "Model",
     "ModelLoss",
     "Planner",

@@ -20,8 +20,20 @@ from jaxcoop.algorithms.ppi.model import (
 from jaxcoop.algorithms.ppi.planning import Planner, coplayer_policy, make_planner
 from jaxcoop.networks import init_params
 from jaxcoop.rollout import Episodes, pairing, play, play_metrics
-from jaxcoop.state import Metrics, Trainer, TrainState
+from jaxcoop.state import Metrics, PlayMetrics, Trainer, TrainState
 from jaxcoop.strategies import OPPONENT_ID_SIZE
+
+
+class LearningMetrics(NamedTuple):
+    """What a phase reports of the model's fit, per learner (``[N]``): ``loss`` is the final
+    minibatch loss (the sum of the NLLs), ``action_nll`` its own-action NLL (the policy
+    prior's), ``reward_nll`` its reward NLL (the next-observation NLL is the rest),
+    ``grad_norm`` the last step's."""
+
+    loss: jax.Array
+    action_nll: jax.Array
+    reward_nll: jax.Array
+    grad_norm: jax.Array
 
 
 class Dataset(NamedTuple):
@@ -108,11 +120,8 @@ def make_trainer(config, coplayer: Any = None) -> Trainer:
     with a random initialization to be replaced). With ``config.opponent_id`` the model reads
     the tabular co-player's identity vector and the dataset keeps it (``Dataset.opponent_id``).
 
-    ``Metrics``: the improved policy's play in the phase's episodes; ``loss`` is the model's
-    final minibatch loss (sum of the NLLs), ``policy_loss`` its own-action NLL, ``value_loss``
-    its reward NLL (the next-observation NLL is the rest), ``grad_norm`` the last step's;
-    ``entropy``, ``approx_kl`` and ``clip_fraction`` are NaN, and so are the frozen
-    co-player's fields without one.
+    ``Metrics``: the improved policy's play in the phase's episodes (the frozen co-player's
+    fields are NaN without one) and the model's fit (``LearningMetrics``).
     """
     model, planner = make_model(config), make_planner(config)
     game = environment.make_game(config.game, config.horizon)
@@ -255,23 +264,14 @@ def make_trainer(config, coplayer: Any = None) -> Trainer:
             else jax.lax.dynamic_update_slice(data.opponent_id, ids, (0, count, 0)),
         )
 
-        def played(a_ExTx2, r_ExTx2):  # one learner's episodes; seats: the episode axis
+        def played(a_ExTx2, r_ExTx2) -> PlayMetrics:  # one learner's episodes; seats: episodes
             return play_metrics(
                 a_ExTx2[..., 0], r_ExTx2[..., 0], a_ExTx2[..., 1], r_ExTx2[..., 1],
                 num_tabular, num_frozen, 0,
             )  # fmt: skip
 
-        nan = jnp.full(learners, jnp.nan)
-        metrics = Metrics(
-            **jax.vmap(played)(actions, rewards),
-            loss=loss.total,
-            policy_loss=loss.action,
-            value_loss=loss.reward,
-            entropy=nan,
-            approx_kl=nan,
-            clip_fraction=nan,
-            grad_norm=grad_norm,
-        )
+        learning = LearningMetrics(loss.total, loss.action, loss.reward, grad_norm)
+        metrics = Metrics(jax.vmap(played)(actions, rewards), learning)
         state = state.replace(params=params, learner_state=data, key=key)
         return state.replace(iteration=state.iteration + 1), metrics
 
