@@ -191,6 +191,20 @@ def test_resume_refuses_a_config_whose_program_differs(tmp_path, source_run):
         runner.resume(out, {"ppo_epochs": 3}, log=quiet)
 
 
+def test_resume_refuses_a_checkpoint_whose_metrics_this_version_does_not_report(
+    tmp_path, source_run, monkeypatch
+):
+    # As a PPI run written before metrics became per-algorithm: its checkpoint's names differ.
+    out = tmp_path / "old-metrics"
+    shutil.copytree(source_run[0], out)
+    before = (out / records.METRICS_FILE).read_bytes()
+    renamed = [n.replace("policy_loss", "action_nll") for n in train.metric_names(TINY)]
+    monkeypatch.setattr(runner, "metric_names", lambda config: renamed)
+    with pytest.raises(RunFolderError, match=r"written before metrics became per-algorithm"):
+        runner.resume(out, log=quiet)
+    assert (out / records.METRICS_FILE).read_bytes() == before  # nothing rewritten
+
+
 # --- Bad run folders: one clear message, nothing destroyed. ------------------------------------
 
 

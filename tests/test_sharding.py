@@ -45,8 +45,8 @@ for backbone, algo in [name.split("-") for name in sys.argv[1:]]:
     out[backbone + "-" + algo] = {
         "params": max(float(np.max(np.abs(a - b))) for a, b in zip(
             jax.tree.leaves(p1), jax.tree.leaves(p8))),
-        "metrics": max(float(np.nanmax(np.abs(m1.as_dict()[k] - m8.as_dict()[k])))
-                       for k in m1.as_dict()),
+        "metrics": max(float(np.nanmax(np.abs(a - b))) for a, b in zip(
+            jax.tree.leaves(m1), jax.tree.leaves(m8))),
         "param_scale": max(float(np.max(np.abs(a))) for a in jax.tree.leaves(p1)),
     }
 
