@@ -4,16 +4,19 @@ Everything is time-major: sequences are ``[T, B, ...]``.
 
 A **backbone** is a flax module with three methods:
   * ``initial_carry(batch_size) -> carry``: the state before the first token;
-  * ``step(carry, x_BxE) -> (carry, y_BxH)``: one token, for rollouts;
-  * ``sequence(x_TxBxE) -> y_TxBxH``: a whole sequence from ``initial_carry``, for training.
+  * ``step(carry, tokens) -> (carry, y_BxH)``: one token per episode (``Tokens`` ``[B]``), for
+    rollouts;
+  * ``sequence(tokens, prefix=None) -> y_TxBxH``: whole episodes (``Tokens`` ``[T, B]``) from
+    ``initial_carry``, after one ``prefix`` token ``[B]`` if given, for training.
 ``step`` applied T times from ``initial_carry`` equals ``sequence`` on the same tokens. Two exist:
 ``GRU`` (the paper's; the carry is the hidden state) and ``Transformer`` (causal self-attention;
 the carry is a preallocated key/value cache, and ``sequence`` is one masked parallel forward).
 
 The agent turns each round into one token: linear embeddings of the first-person observation
 (one-hot, 5), its own previous action (one-hot, 2; zeros in round 0) and previous reward (1; zero
-in round 0), summed into one ``embed_dim`` vector. With ``opponent_id`` on, an extra token made
-from the 10-number conditioning vector is prepended to the episode.
+in round 0), summed into one ``embed_dim`` vector: one linear map of the 8 raw features, kept
+factored (``Tokens``) so that the GRU folds it into its input projection. With ``opponent_id``
+on, an extra token made from the 10-number conditioning vector is prepended to the episode.
 """
 
 from __future__ import annotations
@@ -31,17 +34,47 @@ from jaxcoop.strategies import OPPONENT_ID_SIZE
 Carry = Any
 
 
+def affine(x_xF: jax.Array, kernel_FxD: jax.Array, bias_D: jax.Array) -> jax.Array:
+    """``x @ kernel + bias`` ``[..., D]`` for any leading axes of ``x``."""
+    return x_xF @ kernel_FxD + bias_D.reshape((1,) * (x_xF.ndim - 1) + bias_D.shape)
+
+
 class Affine(nn.Module):
     """The parameters of ``x @ kernel + bias`` (``nn.Dense``'s names and initialization) as
-    attributes, so that a scan body can close over them."""
+    attributes, so that a scan body can close over them and a caller can compose them.
+    Without ``use_bias`` there is no bias parameter and ``bias`` is zeros."""
 
     in_features: int
     features: int
+    use_bias: bool = True
+    kernel_init: Any = nn.initializers.lecun_normal()
 
     def setup(self):
         shape = (self.in_features, self.features)
-        self.kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
-        self.bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        self.kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+        if self.use_bias:
+            self.bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        else:
+            self.bias = jnp.zeros((self.features,), jnp.float32)
+
+    def __call__(self, x_xF: jax.Array) -> jax.Array:
+        """``x @ kernel + bias`` ``[..., features]``."""
+        return affine(x_xF, self.kernel, self.bias)
+
+
+class Tokens(NamedTuple):
+    """Tokens ``features @ kernel + bias`` (``[..., E]``) kept as their linear map of the raw
+    ``features [..., F]``: the GRU folds ``kernel [F, E]`` into its input projection (one
+    ``[F, 3H]`` matmul per round instead of ``[F, E]`` and ``[E, 3H]``, and no token-sized
+    cotangents in the backward pass); the transformer embeds them (``embedded``)."""
+
+    features: jax.Array
+    kernel: jax.Array
+    bias: jax.Array
+
+    def embedded(self) -> jax.Array:
+        """The tokens ``[..., E]``."""
+        return affine(self.features, self.kernel, self.bias)
 
 
 def _gru_forward(params, h_BxH: jax.Array, x_BxE: jax.Array):
@@ -103,21 +136,31 @@ class GRU(nn.Module):
     def initial_carry(self, batch_size: int) -> jax.Array:
         return jnp.zeros((batch_size, self.hidden_dim), jnp.float32)
 
-    def _params(self):
-        return self.input_proj.kernel, self.input_proj.bias, self.w_hidden, self.b_hidden_n
+    def _params(self, tokens: Tokens):
+        """``gru_cell``'s parameters for ``tokens``' raw features: the token map folded into
+        the input projection."""
+        w_in, b_in = self.input_proj.kernel, self.input_proj.bias
+        w_tokens = tokens.kernel @ w_in
+        return w_tokens, tokens.bias @ w_in + b_in, self.w_hidden, self.b_hidden_n
 
-    def step(self, carry: jax.Array, x_BxE: jax.Array) -> tuple[jax.Array, jax.Array]:
-        h = gru_cell(self._params(), carry, x_BxE)
+    def step(self, carry: jax.Array, tokens: Tokens) -> tuple[jax.Array, jax.Array]:
+        h = gru_cell(self._params(tokens), carry, tokens.features)
         return h, h
 
-    def sequence(self, x_TxBxE: jax.Array) -> jax.Array:
-        params = self._params()  # read outside the scan body (flax creates them at init)
+    def sequence(self, tokens: Tokens, prefix: Tokens | None = None) -> jax.Array:
+        batch = tokens.features.shape[1]
+        carry = (
+            self.initial_carry(batch)
+            if prefix is None
+            else self.step(self.initial_carry(batch), prefix)[0]
+        )
+        params = self._params(tokens)  # outside the scan body
 
-        def body(h, x_BxE):
-            h = gru_cell(params, h, x_BxE)
+        def body(h, features_BxF):
+            h = gru_cell(params, h, features_BxF)
             return h, h
 
-        _, h_TxBxH = jax.lax.scan(body, self.initial_carry(x_TxBxE.shape[1]), x_TxBxE)
+        _, h_TxBxH = jax.lax.scan(body, carry, tokens.features)
         return h_TxBxH
 
 
@@ -195,9 +238,9 @@ class Transformer(nn.Module):
         zeros = tuple(jnp.zeros(shape, jnp.float32) for _ in range(self.num_layers))
         return TransformerCache(zeros, zeros, jnp.zeros((), jnp.int32))
 
-    def step(self, carry: TransformerCache, x_BxE: jax.Array) -> tuple[TransformerCache, jax.Array]:
+    def step(self, carry: TransformerCache, tokens: Tokens) -> tuple[TransformerCache, jax.Array]:
         pos = carry.position
-        x = self.input_proj(x_BxE) + self.position[pos][None]
+        x = self.input_proj(tokens.embedded()) + self.position[pos][None]
         written = jnp.arange(self.max_len) <= pos  # [T_max]
         keys, values = [], []
         for layer, block in enumerate(self.blocks):
@@ -212,7 +255,10 @@ class Transformer(nn.Module):
         carry = TransformerCache(tuple(keys), tuple(values), pos + 1)
         return carry, self.norm(x)
 
-    def sequence(self, x_TxBxE: jax.Array) -> jax.Array:
+    def sequence(self, tokens: Tokens, prefix: Tokens | None = None) -> jax.Array:
+        x_TxBxE = tokens.embedded()
+        if prefix is not None:
+            x_TxBxE = jnp.concatenate([prefix.embedded()[None], x_TxBxE], axis=0)
         length = x_TxBxE.shape[0]
         if length > self.max_len:
             raise ValueError(f"{length} tokens exceed the transformer's {self.max_len} positions")
@@ -223,7 +269,8 @@ class Transformer(nn.Module):
             scores_BxHxTxT = jnp.einsum("tbhd,sbhd->bhts", q, k)
             weights = _masked_softmax(scores_BxHxTxT, causal_TxT)
             x = block.finish(x, jnp.einsum("bhts,sbhd->tbhd", weights, v))
-        return self.norm(x)
+        y = self.norm(x)
+        return y if prefix is None else y[1:]
 
 
 #: Backbones by name: each builds the ``backbone`` submodule of an ``Agent`` from its fields.
@@ -271,8 +318,12 @@ def history_inputs(obs_TxBx5: jax.Array, own_TxB: jax.Array, rewards_TxB: jax.Ar
 
 
 def _apply_heads(agent: Agent, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    y = nn.swish(y)
-    return agent.policy_head(y), agent.value_head(y)[..., 0]
+    y = nn.swish(y)  # both heads in one matmul: [H, 2 + 1]
+    heads = (agent.policy_head, agent.value_head)
+    kernel = jnp.concatenate([head.kernel for head in heads], axis=1)
+    bias = jnp.concatenate([head.bias for head in heads])
+    out = affine(y, kernel, bias)
+    return out[..., :NUM_ACTIONS], out[..., NUM_ACTIONS]
 
 
 #: The heads, recomputed in the backward pass from the backbone's output (``nn.checkpoint``):
@@ -310,23 +361,25 @@ class Agent(nn.Module):
 
     def setup(self):
         self.core = BACKBONES[self.backbone](self)
-        self.embed_obs = nn.Dense(self.embed_dim, name="embed_obs")
-        self.embed_action = nn.Dense(self.embed_dim, use_bias=False, name="embed_action")
-        self.embed_reward = nn.Dense(self.embed_dim, use_bias=False, name="embed_reward")
+        e = self.embed_dim
+        self.embed_obs = Affine(NUM_STATES, e, name="embed_obs")
+        self.embed_action = Affine(NUM_ACTIONS, e, use_bias=False, name="embed_action")
+        self.embed_reward = Affine(1, e, use_bias=False, name="embed_reward")
         if self.opponent_id:
-            self.embed_id = nn.Dense(self.embed_dim, name="embed_opponent_id")
-        self.policy_head = nn.Dense(
-            NUM_ACTIONS, kernel_init=nn.initializers.orthogonal(0.01), name="policy"
-        )
-        self.value_head = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="value")
+            self.embed_id = Affine(OPPONENT_ID_SIZE, e, name="embed_opponent_id")
+        h, orthogonal = self.hidden_dim, nn.initializers.orthogonal
+        self.policy_head = Affine(h, NUM_ACTIONS, kernel_init=orthogonal(0.01), name="policy")
+        self.value_head = Affine(h, 1, kernel_init=orthogonal(1.0), name="value")
 
-    def _token(self, x: RoundInput) -> jax.Array:
+    def _token(self, x: RoundInput) -> Tokens:
         prev_action = jax.nn.one_hot(x.prev_action, NUM_ACTIONS, dtype=jnp.float32)
-        return (
-            self.embed_obs(x.obs)
-            + self.embed_action(prev_action)
-            + self.embed_reward(x.prev_reward[..., None])
-        )
+        features = jnp.concatenate([x.obs, prev_action, x.prev_reward[..., None]], axis=-1)
+        parts = (self.embed_obs, self.embed_action, self.embed_reward)
+        kernel = jnp.concatenate([part.kernel for part in parts], axis=0)
+        return Tokens(features, kernel, self.embed_obs.bias)
+
+    def _id_token(self, z_BxZ: jax.Array) -> Tokens:
+        return Tokens(z_BxZ, self.embed_id.kernel, self.embed_id.bias)
 
     def _heads(self, y: jax.Array) -> tuple[jax.Array, jax.Array]:
         return _recomputed_heads(self, y)
@@ -335,7 +388,7 @@ class Agent(nn.Module):
         """Carry before round 0 of ``B`` episodes (``z_BxZ``: opponent-ID vectors, maybe unused)."""
         carry = self.core.initial_carry(z_BxZ.shape[0])
         if self.opponent_id:
-            carry, _ = self.core.step(carry, self.embed_id(z_BxZ))
+            carry, _ = self.core.step(carry, self._id_token(z_BxZ))
         return carry
 
     def step(self, carry: Carry, x: RoundInput) -> tuple[Carry, jax.Array, jax.Array]:
@@ -345,11 +398,8 @@ class Agent(nn.Module):
 
     def features(self, x: RoundInput, z_BxZ: jax.Array) -> jax.Array:
         """The backbone's output ``[T, B, H]`` for whole episodes ``[T, B]`` (one per round)."""
-        tokens = self._token(x)
-        if self.opponent_id:
-            tokens = jnp.concatenate([self.embed_id(z_BxZ)[None], tokens], axis=0)
-        y = self.core.sequence(tokens)
-        return y[1:] if self.opponent_id else y
+        prefix = self._id_token(z_BxZ) if self.opponent_id else None
+        return self.core.sequence(self._token(x), prefix)
 
     def __call__(self, x: RoundInput, z_BxZ: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Whole episodes ``[T, B]``: logits ``[T, B, 2]`` and values ``[T, B]``."""

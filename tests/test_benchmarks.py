@@ -290,3 +290,24 @@ def test_device_check_out_of_time_or_cut_short_leaves_valid_json(device_gru_a2c,
     (record,) = result["sweep"]["records"]
     assert record["algo"] == "a2c" and record["iterations_per_second"] > 0
     assert cli.main_guard(device.main, ["--budget-seconds", "soon"]) == 2
+
+
+def test_side_by_side_summarizes_medians_bests_and_speedups():
+    from benchmarks import side_by_side
+
+    s = side_by_side.summarize([0.30, 0.20, 0.25], [0.10, 0.14, 0.12])
+    assert s["base_median_s"] == 0.25 and s["new_median_s"] == 0.12
+    assert s["base_best_s"] == 0.20 and s["new_best_s"] == 0.10
+    assert s["speedup_median"] == pytest.approx(0.25 / 0.12)
+    assert s["speedup_best"] == pytest.approx(2.0)
+
+
+def test_side_by_side_refuses_an_unknown_revision_before_timing_anything(tmp_path):
+    from benchmarks import side_by_side
+
+    out = tmp_path / "r.json"
+    with pytest.raises(ValueError, match="does not know the revision 'no-such-rev'"):
+        side_by_side.main(["no-such-rev", "--config", "--preset tiny", "--out", str(out)])
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        side_by_side.parse(["HEAD", "--config", "--preset tiny", "--rounds", "0"])

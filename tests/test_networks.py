@@ -209,3 +209,32 @@ def test_recomputed_heads_have_the_plain_heads_values_and_gradients(agent_setup)
     np.testing.assert_allclose(plain[0], recomputed[0], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(plain[1]), jax.tree.leaves(recomputed[1]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_gru_round_runs_two_matmuls_over_the_episodes_and_none_token_sized():
+    """The GRU's round (``Agent.step``, as a rollout runs it) folds the token embedding into
+    the input projection and both heads into one matmul: of its matmuls over the ``B``
+    episodes, one takes the 8 raw features, one the hidden state, one the heads' input (the
+    hidden state after swish), and none an ``embed_dim``-wide token (a regression to embedding
+    first costs two more matmuls per round forward and three backward)."""
+    embed_dim, hidden_dim = 12, 16
+    agent = Agent(backbone="gru", embed_dim=embed_dim, hidden_dim=hidden_dim)
+    x, z = _inputs(jax.random.key(0))
+    params = agent.init(jax.random.key(1), x, z)
+    carry = agent.apply(params, z, method=Agent.initial_carry)
+    x0 = jax.tree.map(lambda a: a[0], x)
+    jaxpr = jax.make_jaxpr(lambda p, c: agent.apply(p, c, x0, method=Agent.step))(params, carry)
+
+    from benchmarks.sps import _sub_jaxprs
+
+    def dots(jaxpr):
+        found = []
+        for e in jaxpr.eqns:
+            if e.primitive.name == "dot_general":
+                found.append(tuple(e.invars[0].aval.shape))
+            for sub in _sub_jaxprs(e.params):
+                found += dots(sub)
+        return found
+
+    over_episodes = sorted(shape[-1] for shape in dots(jaxpr.jaxpr) if shape[0] == B)
+    assert over_episodes == [8, hidden_dim, hidden_dim], over_episodes
