@@ -127,17 +127,19 @@ def main(argv=None) -> None:
                         flush=True,
                     )
     summary = {text: summarize(t["base"], t["new"]) for text, t in times.items()}
-    print(f"\n{'configuration':60s} {'base s/it':>10s} {'new s/it':>10s} {'speed-up':>9s}")
+    print(f"\nmedian (best) seconds per iteration of {args.rounds} runs each:")
     for text, s in summary.items():
         print(
-            f"{text[:60]:60s} {s['base_median_s']:10.4f} {s['new_median_s']:10.4f} "
-            f"{s['speedup_median']:8.2f}x  (best: {s['speedup_best']:.2f}x)"
+            f"  {text}\n    base {s['base_median_s']:.4f} ({s['base_best_s']:.4f})  "
+            f"new {s['new_median_s']:.4f} ({s['new_best_s']:.4f})  "
+            f"speed-up {s['speedup_median']:.2f}x (best {s['speedup_best']:.2f}x)"
         )
     record = {
         "date": date.isoformat(timespec="seconds"),
         "device": next(iter(rates.values()))["new"]["device"],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "cpus": os.cpu_count(),
+        "cpus_used": len(os.sched_getaffinity(0)),
         "base_commit": commits["base"],
         "new_commit": commits["new"] or records.provenance()["git_commit"],
         "rounds": args.rounds,

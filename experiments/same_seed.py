@@ -10,6 +10,11 @@ evaluation), and the JSON keeps the sha256 of its ``metrics.csv``, of each metri
 ``evaluation.json`` and of the final parameters. ``--compare`` prints one row per run and
 fingerprint and exits 1 on any difference (``--ignore NAME`` leaves out fingerprints by name,
 e.g. a metrics column that was changed on purpose: ``--ignore column:approx_kl``).
+
+The JSON also keeps every metrics column's values, so that a change meant to alter only float
+rounding (a reassociated matmul) can be shown to: ``--compare`` prints, for a column whose hash
+differs, its largest difference relative to the column's scale, and ``--rtol R`` accepts
+columns that agree within ``R`` (verdict ``close``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import csv
 import hashlib
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -51,6 +57,29 @@ def column_hashes(metrics_csv: Path) -> dict[str, str]:
     return {name: _sha("\n".join(row[i] for row in body).encode()) for i, name in enumerate(header)}
 
 
+def column_values(metrics_csv: Path) -> dict[str, list[float]]:
+    """Each column of a ``metrics.csv`` as floats."""
+    with metrics_csv.open() as f:
+        rows = list(csv.reader(f))
+    return {name: [float(row[i]) for row in rows[1:]] for i, name in enumerate(rows[0])}
+
+
+def relative_difference(a: list[float], b: list[float]) -> float:
+    """The largest ``|a - b|`` over a column, relative to the column's largest ``|a|`` (NaNs
+    agree with NaNs; ``inf`` for columns of different lengths or NaN against a number)."""
+    if len(a) != len(b):
+        return math.inf
+    scale = max((abs(x) for x in a if not math.isnan(x)), default=0.0) or 1.0
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        if math.isnan(x) or math.isnan(y):
+            if not (math.isnan(x) and math.isnan(y)):
+                return math.inf
+            continue
+        worst = max(worst, abs(x - y) / scale)
+    return worst
+
+
 def fingerprint(run_dir: Path, params) -> dict[str, str]:
     """A finished run's fingerprints: ``metrics.csv``, ``column:<name>`` for each of its
     columns, ``evaluation.json`` and ``params``."""
@@ -66,7 +95,7 @@ def run_all(out_dir: Path, evaluation_episodes: int, only: list[str] | None = No
     fingerprints by name."""
     from jaxcoop import presets, runner
 
-    results = {}
+    results, values = {}, {}
     for algo in ALGOS:
         for backbone in BACKBONES:
             name = f"{algo}-{backbone}"
@@ -82,8 +111,14 @@ def run_all(out_dir: Path, evaluation_episodes: int, only: list[str] | None = No
                 evaluation_episodes=evaluation_episodes,
             )
             results[name] = fingerprint(run_dir, state.params)
+            values[name] = column_values(run_dir / "metrics.csv")
             print(f"{name}: metrics.csv {results[name]['metrics.csv'][:12]}", flush=True)
-    return {"runs": results, "evaluation_episodes": evaluation_episodes, **_commit()}
+    return {
+        "runs": results,
+        "values": values,
+        "evaluation_episodes": evaluation_episodes,
+        **_commit(),
+    }
 
 
 def _commit() -> dict:
@@ -92,10 +127,14 @@ def _commit() -> dict:
     return {"git_commit": records.provenance()["git_commit"]}
 
 
-def compare(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> tuple[list[tuple], bool]:
+def compare(
+    a: dict, b: dict, ignore: tuple[str, ...] = (), rtol: float | None = None
+) -> tuple[list[tuple], bool]:
     """Rows ``(run, fingerprint, a[:12], b[:12], verdict)`` for every fingerprint of either
     file, and whether all that are compared agree (a fingerprint in one file only differs;
-    names in ``ignore`` are listed as ``ignored``)."""
+    names in ``ignore`` are listed as ``ignored``). A metrics column whose hash differs but
+    whose values both files keep gets its relative difference (``relative_difference``) in
+    the verdict, and counts as agreeing (``close``) when that is at most ``rtol``."""
     rows, same = [], True
     runs = sorted(set(a["runs"]) | set(b["runs"]))
     for run in runs:
@@ -107,7 +146,15 @@ def compare(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> tuple[list[tuple]
             elif ha == hb:
                 verdict = "same"
             else:
-                verdict, same = "DIFFERENT", False
+                verdict = "DIFFERENT"
+                column = name.removeprefix("column:")
+                va = a.get("values", {}).get(run, {}).get(column)
+                vb = b.get("values", {}).get(run, {}).get(column)
+                if name.startswith("column:") and va is not None and vb is not None:
+                    diff = relative_difference(va, vb)
+                    close = rtol is not None and diff <= rtol
+                    verdict = f"{'close' if close else 'DIFFERENT'} ({diff:.1e} relative)"
+                same = same and verdict.startswith("close")
             rows.append((run, name, ha[:12], hb[:12], verdict))
     return rows, same
 
@@ -129,10 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--evaluation-episodes", type=int, default=64)
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"))
     p.add_argument("--ignore", action="append", default=[], metavar="FINGERPRINT")
+    p.add_argument(
+        "--rtol", type=float, help="accept metrics columns that differ by at most this (relative)"
+    )
     args = p.parse_args(argv)
     if args.compare:
         a, b = (json.loads(path.read_text()) for path in args.compare)
-        rows, same = compare(a, b, tuple(args.ignore))
+        rows, same = compare(a, b, tuple(args.ignore), args.rtol)
         print(f"A: {args.compare[0]} ({a.get('git_commit')})")
         print(f"B: {args.compare[1]} ({b.get('git_commit')})")
         print(table(rows))

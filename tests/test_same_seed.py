@@ -1,8 +1,11 @@
 """``experiments.same_seed``'s comparison of fingerprints (the runs themselves are not run here)."""
 
 import json
+import math
 
 from experiments import same_seed
+
+NAN = float("nan")
 
 A = {"runs": {"a2c-gru": {"metrics.csv": "a" * 64, "column:loss": "b" * 64, "params": "c" * 64}}}
 
@@ -50,3 +53,28 @@ def test_column_hashes_hash_each_column_of_a_metrics_file(tmp_path):
     a, b = same_seed.column_hashes(path), same_seed.column_hashes(other)
     assert set(a) == {"iteration", "loss"}
     assert a["iteration"] == b["iteration"] and a["loss"] != b["loss"]
+
+
+def test_a_column_that_differs_by_rounding_is_close_within_rtol_and_different_beyond():
+    a = {"runs": {"r": {"column:loss": "a" * 64}}, "values": {"r": {"loss": [2.0, -4.0, NAN]}}}
+    b = {"runs": {"r": {"column:loss": "b" * 64}}, "values": {"r": {"loss": [2.0, -4.0004, NAN]}}}
+    rows, same = same_seed.compare(a, b, rtol=1e-3)
+    assert same and rows[0][4] == "close (1.0e-04 relative)"  # 4e-4 over the scale 4
+    rows, same = same_seed.compare(a, b, rtol=1e-5)
+    assert not same and rows[0][4] == "DIFFERENT (1.0e-04 relative)"
+    rows, same = same_seed.compare(a, b)  # without --rtol the size is shown, still a difference
+    assert not same and rows[0][4] == "DIFFERENT (1.0e-04 relative)"
+
+
+def test_relative_difference_treats_nan_against_a_number_and_lengths_as_infinite():
+    assert same_seed.relative_difference([1.0, NAN], [1.0, NAN]) == 0.0
+    assert same_seed.relative_difference([1.0, NAN], [1.0, 0.0]) == math.inf
+    assert same_seed.relative_difference([1.0], [1.0, 1.0]) == math.inf
+
+
+def test_column_values_reads_each_column_as_floats(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("iteration,loss\n0,1.5\n1,nan\n")
+    values = same_seed.column_values(path)
+    assert values["iteration"] == [0.0, 1.0] and values["loss"][0] == 1.5
+    assert math.isnan(values["loss"][1])
