@@ -232,7 +232,9 @@ class _BayesianCore:
         carry, logits, value = bayesian_step(carry, x, jnp.asarray(self.payoffs), self.horizon)
         return carry, (logits, value)
 
-    def sequence(self, x_TxB: RoundInput):
+    def sequence(self, x_TxB: RoundInput, prefix: None = None):
+        if prefix is not None:
+            raise ValueError("the Bayesian learner takes no opponent-ID token")
         _, y = jax.lax.scan(self.step, self.initial_carry(x_TxB.obs.shape[1]), x_TxB)
         return y
 

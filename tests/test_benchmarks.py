@@ -33,17 +33,28 @@ def test_a_scan_body_counts_once_per_trip_and_nested_scans_multiply():
 @pytest.mark.parametrize("algo", ["a2c", "ppo"])
 def test_matmul_flops_of_a_tiny_gru_iteration_match_the_hand_count(algo):
     config = preset("tiny").replace(algo=algo)
-    t, e, h = config.horizon, config.embed_dim, config.hidden_dim
-    rows = config.num_learners * config.num_episodes  # agent applications per round
-    # Per token: embeddings (obs 5 + action 2 + reward 1 -> E), GRU input [E, 3H] and recurrence
-    # [H, 3H], policy (2) and value (1) heads. The backward pass needs no gradient of the
-    # embeddings' inputs; every other matmul costs twice its forward (weights and inputs).
-    forward = 2 * (8 * e + 3 * e * h + 3 * h * h + 3 * h)
-    backward = 2 * 8 * e + 2 * 2 * (3 * e * h + 3 * h * h + 3 * h)
-    if algo == "a2c":  # differentiates its own rollout: one forward, one backward
-        expected = t * rows * (forward + backward)
-    else:  # the rollout, then every episode forward and backward once per epoch
-        expected = t * rows * (forward + config.ppo_epochs * (forward + backward))
+    t, e, h, n = config.horizon, config.embed_dim, config.hidden_dim, config.num_learners
+    rows = n * config.num_episodes  # agent applications per round
+    # Per token: the 8 raw features straight into the gates [8, 3H] (the embedding is folded
+    # into the GRU's input projection), the recurrence [H, 3H], both heads as one [H, 3].
+    forward = 2 * (8 * 3 * h + 3 * h * h + 3 * h)
+    # Backward: every weight's gradient (as the forward), and the cotangents of the
+    # recurrence's and the heads' inputs and of the features (the GRU cell's backward pass
+    # returns it though nothing uses it).
+    backward = forward + 2 * (3 * h * h + 3 * h + 3 * h * 8)
+    # The fold, per learner: token kernel [8, E] and bias [E] times the input kernel [E, 3H];
+    # backward, its chain rule, twice its forward.
+    fold = 2 * (8 + 1) * e * 3 * h
+    if algo == "a2c":  # differentiates its own rollout: one forward (fold hoisted), one backward
+        expected = t * rows * (forward + backward) + n * fold + t * n * 2 * fold
+    else:  # the rollout (fold in every round), then every episode forward and backward once
+        # per epoch, each minibatch folding once
+        calls = config.ppo_epochs * config.ppo_minibatches
+        expected = (
+            t * rows * (forward + config.ppo_epochs * (forward + backward))
+            + t * n * fold
+            + calls * n * 3 * fold
+        )
     assert sps.iteration_flops(config).matmul == expected
 
 
