@@ -134,6 +134,7 @@ def main(argv=None) -> None:
             f"new {s['new_median_s']:.4f} ({s['new_best_s']:.4f})  "
             f"speed-up {s['speedup_median']:.2f}x (best {s['speedup_best']:.2f}x)"
         )
+    provenance = records.provenance()
     record = {
         "date": date.isoformat(timespec="seconds"),
         "device": next(iter(rates.values()))["new"]["device"],
@@ -141,9 +142,9 @@ def main(argv=None) -> None:
         "cpus": os.cpu_count(),
         "cpus_used": len(os.sched_getaffinity(0)),
         "base_commit": commits["base"],
-        "new_commit": commits["new"] or records.provenance()["git_commit"],
+        "new_commit": commits["new"] or provenance["git_commit"],
         "rounds": args.rounds,
-        "provenance": records.provenance(),
+        "provenance": provenance,
         "configs": {
             text: {"seconds_per_iteration": times[text], **summary[text]} for text in args.config
         },

@@ -49,19 +49,21 @@ def params_hash(params) -> str:
     return digest.hexdigest()
 
 
+def _columns(metrics_csv: Path) -> dict[str, list[str]]:
+    """Each column of a ``metrics.csv``, its values as written."""
+    with metrics_csv.open() as f:
+        header, *body = csv.reader(f)
+    return {name: [row[i] for row in body] for i, name in enumerate(header)}
+
+
 def column_hashes(metrics_csv: Path) -> dict[str, str]:
     """sha256 of each column of a ``metrics.csv`` (its values as written, one per line)."""
-    with metrics_csv.open() as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    return {name: _sha("\n".join(row[i] for row in body).encode()) for i, name in enumerate(header)}
+    return {name: _sha("\n".join(v).encode()) for name, v in _columns(metrics_csv).items()}
 
 
 def column_values(metrics_csv: Path) -> dict[str, list[float]]:
     """Each column of a ``metrics.csv`` as floats."""
-    with metrics_csv.open() as f:
-        rows = list(csv.reader(f))
-    return {name: [float(row[i]) for row in rows[1:]] for i, name in enumerate(rows[0])}
+    return {name: [float(x) for x in v] for name, v in _columns(metrics_csv).items()}
 
 
 def relative_difference(a: list[float], b: list[float]) -> float:

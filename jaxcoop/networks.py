@@ -105,9 +105,10 @@ def _gru_backward(residuals, dh_new_BxH):
 def gru_cell(params, h_BxH: jax.Array, x_BxE: jax.Array) -> jax.Array:
     """One GRU step (flax GRUCell equations, gate order r, z, n) with a hand-written backward
     pass: the gates' cotangents in one elementwise pass, then the four matmuls. ``params``:
-    input kernel ``[E, 3H]``, input bias ``[3H]``, hidden kernel ``[H, 3H]``, ``n``-gate hidden
-    bias ``[H]``. Same values and gradients as automatic differentiation of the equations, and
-    measured 1.2x faster for the whole training iteration on CPU (benchmarks/README.md)."""
+    input kernel ``[F, 3H]`` (``GRU._params``: the token map folded in), input bias ``[3H]``,
+    hidden kernel ``[H, 3H]``, ``n``-gate hidden bias ``[H]``. Same values and gradients as
+    automatic differentiation of the equations, and measured 1.2x faster for the whole
+    training iteration on CPU (benchmarks/README.md)."""
     return _gru_forward(params, h_BxH, x_BxE)[0]
 
 

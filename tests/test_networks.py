@@ -211,7 +211,7 @@ def test_recomputed_heads_have_the_plain_heads_values_and_gradients(agent_setup)
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_a_gru_round_runs_two_matmuls_over_the_episodes_and_none_token_sized():
+def test_a_gru_round_runs_three_matmuls_over_the_episodes_and_none_token_sized():
     """The GRU's round (``Agent.step``, as a rollout runs it) folds the token embedding into
     the input projection and both heads into one matmul: of its matmuls over the ``B``
     episodes, one takes the 8 raw features, one the hidden state, one the heads' input (the
