@@ -166,10 +166,12 @@ class GRU(nn.Module):
 
 
 class TransformerCache(NamedTuple):
-    """The transformer's carry: keys and values for the whole horizon, one float32 array
-    ``[B, T_max, heads, head_dim]`` per layer each (tuples of ``layers``: separate buffers, so
-    a rollout's step writes each in place instead of copying a stacked cache every round), and
-    the next position (int32 scalar)."""
+    """The transformer's carry: keys ``[B, heads, head_dim, T_max]`` and values
+    ``[B, heads, T_max, head_dim]`` for the whole horizon, one float32 array per layer each, and
+    the next position (int32 scalar). Each is laid out as its attention matmul reads it (keys
+    contracted over ``head_dim``, values over ``T_max``), and each layer has its own buffer, so
+    a rollout's step writes one position in place; any other layout or a stacked cache makes
+    XLA copy (and transpose) the whole cache every round."""
 
     keys: tuple[jax.Array, ...]
     values: tuple[jax.Array, ...]
@@ -235,9 +237,14 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(name="norm")
 
     def initial_carry(self, batch_size: int) -> TransformerCache:
-        shape = (batch_size, self.max_len, self.num_heads, self.width // self.num_heads)
-        zeros = tuple(jnp.zeros(shape, jnp.float32) for _ in range(self.num_layers))
-        return TransformerCache(zeros, zeros, jnp.zeros((), jnp.int32))
+        head_dim = self.width // self.num_heads
+        keys = (batch_size, self.num_heads, head_dim, self.max_len)
+        values = (batch_size, self.num_heads, self.max_len, head_dim)
+        return TransformerCache(
+            tuple(jnp.zeros(keys, jnp.float32) for _ in range(self.num_layers)),
+            tuple(jnp.zeros(values, jnp.float32) for _ in range(self.num_layers)),
+            jnp.zeros((), jnp.int32),
+        )
 
     def step(self, carry: TransformerCache, tokens: Tokens) -> tuple[TransformerCache, jax.Array]:
         pos = carry.position
@@ -246,11 +253,12 @@ class Transformer(nn.Module):
         keys, values = [], []
         for layer, block in enumerate(self.blocks):
             q_BxHxDh, k, v = block.project(x)
-            k_cache = jax.lax.dynamic_update_slice_in_dim(carry.keys[layer], k[:, None], pos, 1)
-            v_cache = jax.lax.dynamic_update_slice_in_dim(carry.values[layer], v[:, None], pos, 1)
-            scores_BxHxT = jnp.einsum("bhd,bthd->bht", q_BxHxDh, k_cache)
+            update = jax.lax.dynamic_update_slice_in_dim
+            k_cache = update(carry.keys[layer], k[..., None], pos, 3)  # [B, H, Dh, T]
+            v_cache = update(carry.values[layer], v[:, :, None], pos, 2)  # [B, H, T, Dh]
+            scores_BxHxT = jnp.einsum("bhd,bhdt->bht", q_BxHxDh, k_cache)
             weights = _masked_softmax(scores_BxHxT, written)
-            x = block.finish(x, jnp.einsum("bht,bthd->bhd", weights, v_cache))
+            x = block.finish(x, jnp.einsum("bht,bhtd->bhd", weights, v_cache))
             keys.append(k_cache)
             values.append(v_cache)
         carry = TransformerCache(tuple(keys), tuple(values), pos + 1)

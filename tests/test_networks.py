@@ -1,12 +1,15 @@
 """The agent with both backbones: shapes, the step-by-step rollout (GRU state, transformer
 key/value cache) equals the whole-sequence call with and without jit, causality."""
 
+import math
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcoop import Agent, RoundInput, environment
+from jaxcoop import Agent, RoundInput, environment, rollout
 
 T, B, Z = 6, 3, 10
 
@@ -79,43 +82,50 @@ def test_stepping_from_the_initial_carry_equals_the_whole_sequence_call(agent_se
     assert np.abs(np.asarray(logits[0] - logits[-1])).max() > 1e-3  # not a constant function
 
 
-def test_the_transformer_cache_is_per_layer_batch_by_horizon_by_heads_by_head_dim():
+def test_the_transformer_cache_is_per_layer_in_the_layout_its_matmuls_read():
+    """Keys ``[B, heads, head_dim, T]``, values ``[B, heads, T, head_dim]``, one buffer each
+    per layer; a step writes its position only."""
     agent = Agent(backbone="transformer", embed_dim=8, hidden_dim=16, num_layers=3, num_heads=2)
     x, z = _inputs(jax.random.key(0))
     params = agent.init(jax.random.key(1), x, z)
     carry = agent.apply(params, z, method=Agent.initial_carry)
     assert len(carry.keys) == len(carry.values) == 3  # one buffer per layer
-    for cache in (*carry.keys, *carry.values):
-        assert cache.shape == (B, 100, 2, 8) and cache.dtype == np.float32
+    for keys, values in zip(carry.keys, carry.values, strict=True):
+        assert keys.shape == (B, 2, 8, 100) and keys.dtype == np.float32
+        assert values.shape == (B, 2, 100, 8) and values.dtype == np.float32
     assert int(carry.position) == 0
     carry, _, _ = agent.apply(params, carry, jax.tree.map(lambda a: a[0], x), method=Agent.step)
     assert int(carry.position) == 1
-    for cache in (*carry.keys, *carry.values):
-        np.testing.assert_array_equal(cache[:, 1:], 0.0)  # only position 0 is written
-        assert np.abs(np.asarray(cache[:, 0])).max() > 0
+    for cache in (*(k.swapaxes(2, 3) for k in carry.keys), *carry.values):  # [B, heads, T, Dh]
+        np.testing.assert_array_equal(cache[:, :, 1:], 0.0)  # only position 0 is written
+        assert np.abs(np.asarray(cache[:, :, 0])).max() > 0
+
+
+def _elements(dims: str) -> int:
+    return math.prod(int(d) for d in dims.split(",") if d)
 
 
 def test_a_rollout_step_copies_no_whole_transformer_cache():
-    """Per-layer cache buffers are updated in place in the compiled step: no copy of a
-    ``[B, T, heads, head_dim]`` cache (a stacked ``[layers, ...]`` cache was sliced and
-    re-stacked, two copies of every layer's cache per round)."""
+    """In the compiled rounds of two learners' transformers (vmapped, as in training), no copy
+    or transpose has a layer cache's size: each round writes one position in place and the
+    attention matmuls read the cache as it lies. (A ``[B, T, heads, head_dim]`` key cache was
+    transposed for its matmul, a copy of every layer's cache every round; a stacked
+    ``[layers, ...]`` cache was sliced and re-stacked, two more.)"""
     agent = Agent(backbone="transformer", embed_dim=8, hidden_dim=16, num_layers=2, num_heads=2)
     x, z = _inputs(jax.random.key(0))
-    params = agent.init(jax.random.key(1), x, z)
-    carry = agent.apply(params, z, method=Agent.initial_carry)
-    x0 = jax.tree.map(lambda a: a[0], x)
+    params = jax.vmap(lambda k: agent.init(k, x, z))(jax.random.split(jax.random.key(1), 2))
+    policy = rollout.learners_policy(agent, params, jnp.stack([z, z]))
+    x0 = jax.tree.map(lambda a: jnp.stack([a[0], a[0]]), x)  # round 0's inputs, [2, B]
 
-    def steps(carry):  # a few rounds in a loop, as in a rollout
-        def body(c, _):
-            c, logits, _ = agent.apply(params, c, x0, method=Agent.step)
-            return c, logits
+    def rounds(carry):  # a few rounds in a loop, as in a rollout
+        return jax.lax.scan(lambda c, _: policy.step(c, x0), carry, None, length=3)
 
-        return jax.lax.scan(body, carry, None, length=3)
-
-    hlo = jax.jit(steps, donate_argnums=0).lower(carry).compile().as_text().replace(" ", "")
-    assert f"[{B},100,2,8]" in hlo
-    copies = [line for line in hlo.splitlines() if ",100,2,8]" in line and "copy(" in line]
-    assert not copies, copies[:3]
+    hlo = jax.jit(rounds, donate_argnums=0).lower(policy.initial_state(None)).compile().as_text()
+    cache = 2 * B * 100 * 16  # learners x episodes x positions x width
+    arrays = re.findall(r"= f32\[([\d,]*)\]\S* (\w[\w-]*)\(", hlo)
+    assert any(_elements(dims) == cache for dims, _ in arrays)  # the caches are in the program
+    whole = [(dims, op) for dims, op in arrays if op in ("copy", "transpose")]
+    assert not [c for c in whole if _elements(c[0]) == cache], whole
 
 
 def test_the_transformer_refuses_episodes_longer_than_its_positions():
