@@ -7,6 +7,10 @@ can be compared too) and plots reward and cooperation against learners and again
 co-players (mean over learners, mean ± std over seeds). The table gives the mean over the last
 10% of each run's iterations; it is printed and written beside the figure as CSV (``--out
 compare.png`` -> ``compare.csv``: run, iterations, then each measure's mean and std over seeds).
+
+A run started with ``--init-from`` another run of the same comparison (e.g. a late phase
+continued with another learning rate) is drawn from its source's checkpoint on: its update 0
+is placed at the source's update of that checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +27,22 @@ from jaxcoop import cli, figures, records
 COLUMNS = ("run", "iterations") + tuple(
     f"{name}_{stat}" for name, _ in figures.RUN_PANELS for stat in ("mean", "std")
 )
+
+
+def start_offsets(runs: list[Path]) -> list[int]:
+    """Per run, the update its curves start at: the source checkpoint's update for a run whose
+    learners all started (``--init-from``) from one checkpoint of another run in ``runs``,
+    else 0."""
+    folders = [run.resolve() for run in runs]
+    offsets = []
+    for run in runs:
+        sources = records.read_config(run)[1].get("warm_start", {}).get("init_from", [])
+        starts = {(Path(source["run"]).resolve(), source["iteration"]) for source in sources}
+        if len(starts) == 1 and next(iter(starts))[0] in folders:
+            offsets.append(int(next(iter(starts))[1]))
+        else:
+            offsets.append(0)
+    return offsets
 
 
 def rows(histories: dict[str, dict[str, np.ndarray]]) -> list[dict]:
@@ -71,11 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         raise cli.UsageError(f"{len(labels)} labels for {len(args.runs)} runs; give one per run")
-    histories = {}
-    for label, run in zip(labels, args.runs, strict=True):
+    for run in args.runs:
         if not (run / records.METRICS_FILE).is_file():
             raise records.RunFolderError(f"{run} has no {records.METRICS_FILE} (not a run folder?)")
+    histories = {}
+    for label, run, offset in zip(labels, args.runs, start_offsets(args.runs), strict=True):
         histories[label] = records.read_metrics(run)
+        if offset:
+            print(f"{label}: started from another run's update {offset:,}; drawn from there")
+            histories[label]["iteration"] = histories[label]["iteration"] + offset
     final = rows(histories)
     print(table(final))
     print(f"figure: {figures.compare_runs(args.out, histories, 'runs compared')}")

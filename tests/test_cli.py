@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -162,3 +163,21 @@ def test_compare_plots_runs_side_by_side_and_tabulates_them(tiny_run, tmp_path, 
         history["coop_vs_learner"][:, -1:].mean(axis=(1, 2)).std(), abs=1e-5
     )
     assert cli.main_guard(compare.main, [str(tiny_run), "--labels", "a", "b"]) == 2
+
+
+def test_compare_draws_a_run_warm_started_from_a_compared_run_from_its_source_update(
+    tiny_run, tmp_path
+):
+    from experiments import compare
+
+    fork = tmp_path / "fork"
+    shutil.copytree(tiny_run, fork, ignore=shutil.ignore_patterns("checkpoints"))
+    record = json.loads((fork / records.CONFIG_FILE).read_text())
+    source = {"run": str(tiny_run), "learner": 0, "iteration": 4}
+    record["warm_start"] = {"init_from": [source, {**source, "learner": 1}]}
+    (fork / records.CONFIG_FILE).write_text(json.dumps(record))
+    assert compare.start_offsets([tiny_run, fork]) == [0, 4]
+    assert compare.start_offsets([fork]) == [0]  # its source is not compared
+    record["warm_start"]["init_from"][1]["iteration"] = 5  # learners from two checkpoints
+    (fork / records.CONFIG_FILE).write_text(json.dumps(record))
+    assert compare.start_offsets([tiny_run, fork]) == [0, 0]
