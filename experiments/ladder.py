@@ -172,13 +172,16 @@ def row(out: Path, seed: int, rung: int) -> dict:
 
 
 def histories(out: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Each seed's training reward against the pool (moving average) over agent-steps."""
+    """Each seed's training reward against the pool (moving average) over agent-steps, from
+    its ``metrics.csv`` or, in a kept record (``experiments.record``), its thinned metrics."""
     result = {}
     for folder in sorted(out.glob("seed*/")):
-        if not (folder / records.METRICS_FILE).exists():
+        names = (records.METRICS_FILE, records.THINNED_METRICS_FILE)
+        name = next((n for n in names if (folder / n).exists()), None)
+        if name is None:
             continue
         config, _ = records.read_config(folder)
-        metrics = records.read_metrics(folder)
+        metrics = records.read_metrics(folder, name)
         reward = metrics["reward_vs_tabular"].mean(axis=2)  # [S, I] (one seed)
         window = max(1, reward.shape[1] // 100)
         steps = (metrics["iteration"] + 1) * config.agent_steps_per_iteration

@@ -111,16 +111,18 @@ def read_config(run_dir: Path) -> tuple[Config, dict]:
         raise RunFolderError(f"{path} is corrupted or not a jaxcoop config: {e}") from e
 
 
-def metrics_rows(metrics: dict[str, np.ndarray], first_iteration: int) -> list[list]:
+def metrics_rows(
+    metrics: dict[str, np.ndarray], first_iteration: int, digits: int = 6
+) -> list[list]:
     """CSV rows (one per iteration, seed and learner) from numpy metrics ``{name: [S, I, N]}``,
-    in the dict's order."""
+    in the dict's order, values to ``digits`` significant digits."""
     stacked_SxIxNxM = np.stack([np.asarray(x) for x in metrics.values()], axis=-1)
     seeds, iterations, learners, _ = stacked_SxIxNxM.shape
     rows = []
     for i in range(iterations):
         for s in range(seeds):
             for n in range(learners):
-                values = [f"{v:.6g}" for v in stacked_SxIxNxM[s, i, n]]
+                values = [f"{v:.{digits}g}" for v in stacked_SxIxNxM[s, i, n]]
                 rows.append([first_iteration + i, s, n, *values])
     return rows
 
@@ -163,10 +165,11 @@ def rewrite_metrics(run_dir: Path, history: dict[str, np.ndarray]) -> None:
         ) from e
 
 
-def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
-    """``metrics.csv`` back as arrays ``[S, I, N]`` keyed by metric name, in column order (plus
-    ``iteration``)."""
-    with (Path(run_dir) / METRICS_FILE).open() as f:
+def read_metrics(run_dir: Path, name: str = METRICS_FILE) -> dict[str, np.ndarray]:
+    """``metrics.csv`` (or another file of its columns in ``run_dir``, e.g. a kept record's
+    ``THINNED_METRICS_FILE``) back as arrays ``[S, I, N]`` keyed by metric name, in column
+    order (plus ``iteration`` ``[I]``)."""
+    with (Path(run_dir) / name).open() as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     names = [name for name in reader.fieldnames or () if name not in INDEX_COLUMNS]
@@ -179,6 +182,33 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
         out[name] = flat.reshape(iterations, seeds, learners).transpose(1, 0, 2)
     out["iteration"] = np.array([int(r["iteration"]) for r in rows[:: seeds * learners]])
     return out
+
+
+#: A kept record's training metrics: every ``THINNED_EVERY``-th update of ``metrics.csv``.
+THINNED_EVERY = 100
+THINNED_METRICS_FILE = f"metrics-every{THINNED_EVERY}.csv"
+
+
+def thin_metrics(metrics: dict[str, np.ndarray], every: int) -> dict[str, np.ndarray]:
+    """``read_metrics``' arrays at every ``every``-th update (iterations ``every - 1``,
+    ``2 every - 1``, ...) and the last one."""
+    iteration = metrics["iteration"]
+    keep = ((iteration + 1) % every == 0) | (np.arange(len(iteration)) == len(iteration) - 1)
+    return {name: x[keep] if name == "iteration" else x[:, keep] for name, x in metrics.items()}
+
+
+def write_metrics(path: Path, metrics: dict[str, np.ndarray], digits: int = 6) -> Path:
+    """``metrics`` (``read_metrics``' arrays, possibly thinned) as a CSV of ``metrics.csv``'s
+    columns at ``path``."""
+    values = {name: x for name, x in metrics.items() if name != "iteration"}
+    rows = metrics_rows(values, 0, digits)  # iterations numbered 0, 1, ...: renumbered below
+    per_iteration = len(rows) // len(metrics["iteration"])
+    with Path(path).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*INDEX_COLUMNS, *values])
+        for k, row in enumerate(rows):
+            writer.writerow([int(metrics["iteration"][k // per_iteration]), *row[1:]])
+    return Path(path)
 
 
 #: A run's final values are means over this last fraction of its iterations.

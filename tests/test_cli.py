@@ -181,3 +181,39 @@ def test_compare_draws_a_run_warm_started_from_a_compared_run_from_its_source_up
     record["warm_start"]["init_from"][1]["iteration"] = 5  # learners from two checkpoints
     (fork / records.CONFIG_FILE).write_text(json.dumps(record))
     assert compare.start_offsets([tiny_run, fork]) == [0, 0]
+
+
+def test_record_keeps_a_small_record_that_reads_back(tiny_run, tmp_path):
+    from PIL import Image
+
+    from experiments import ladder, record
+
+    dest = tmp_path / "kept" / "seed0"
+    record.main([str(tiny_run), str(dest), "--every", "4", "--digits", "3"])
+    names = sorted(path.name for path in dest.iterdir())
+    assert names == sorted(
+        [p.name for p in tiny_run.glob("*.json")]
+        + [p.name for p in tiny_run.glob("*.png")]
+        + ["metrics-every4.csv"]
+    )
+    figure = Image.open(dest / records.PLOT_FILE)
+    assert figure.mode == "P" and figure.size == Image.open(tiny_run / records.PLOT_FILE).size
+    full, kept = records.read_metrics(tiny_run), records.read_metrics(dest, "metrics-every4.csv")
+    assert kept["iteration"].tolist() == [3, 5]  # every 4th update, and the last of 6
+    assert kept.keys() == full.keys()
+    np.testing.assert_allclose(kept["loss"], full["loss"][:, [3, 5]], rtol=5e-3)
+    # Three significant digits, by hand: 1/3 -> 0.333, 2/3 -> 0.667.
+    thirds = {"iteration": np.array([7, 9]), "x": np.array([[[1 / 3], [2 / 3]]])}
+    lines = records.write_metrics(tmp_path / "x.csv", thirds, digits=3).read_text().splitlines()
+    assert lines == ["iteration,seed,learner,x", "7,0,0,0.333", "9,0,0,0.667"]
+    # A kept record draws the ladder's training curve where metrics.csv is gone.
+    (dest / "metrics-every100.csv").write_text((dest / "metrics-every4.csv").read_text())
+    steps, _ = ladder.histories(dest.parent)[0]
+    per_update = records.read_config(tiny_run)[0].agent_steps_per_iteration
+    assert steps.tolist() == [4 * per_update, 6 * per_update]
+    # Nothing is overwritten, and a folder without metrics is named.
+    before = (dest / "metrics-every4.csv").read_text()
+    assert cli.main_guard(record.main, [str(tiny_run), str(dest)]) == 1
+    assert (dest / "metrics-every4.csv").read_text() == before
+    assert cli.main_guard(record.main, [str(tmp_path), str(tmp_path / "new")]) == 1
+    assert not (tmp_path / "new").exists()
