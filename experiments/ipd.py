@@ -19,7 +19,10 @@ from jaxcoop import cli, runner, sharding
 def main(argv: list[str] | None = None) -> None:
     command = cli.parse(argv, description=__doc__.splitlines()[0])
     logging = dict(
-        tensorboard=command.tensorboard, wandb_project=command.wandb, devices=command.devices
+        tensorboard=command.tensorboard,
+        wandb_project=command.wandb,
+        devices=command.devices,
+        evaluation_episodes=command.evaluation_episodes,
     )
     say = print if sharding.is_primary() else lambda *_: None
     if command.resume is not None:

@@ -108,6 +108,14 @@ def parser(description: str) -> argparse.ArgumentParser:
         "(or 'bayes': the Bayesian in-context learner of jaxcoop.reference, planning for the "
         "run's horizon)",
     )
+    p.add_argument(
+        "--evaluation-episodes",
+        type=int,
+        default=256,
+        metavar="N",
+        help="episodes against each co-player of the evaluation panel at the end (default 256; "
+        "the in-context efficiency's standard error shrinks as 1/sqrt(N))",
+    )
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
     hosts = p.add_argument_group(
@@ -173,6 +181,7 @@ class Command(NamedTuple):
     tensorboard: bool = False
     wandb: str | None = None
     devices: list | None = None
+    evaluation_episodes: int = 256
 
 
 def field_changes(rest: list[str]) -> dict:
@@ -204,7 +213,16 @@ def parse(argv: list[str] | None, description: str) -> Command:
     args, rest = p.parse_known_args(argv)
     _join_hosts(args)
     changes = field_changes(rest)
-    logging = dict(tensorboard=args.tensorboard, wandb=args.wandb, devices=_devices(args.devices))
+    if args.evaluation_episodes < 1:
+        raise UsageError(
+            f"--evaluation-episodes {args.evaluation_episodes}; allowed: an integer >= 1"
+        )
+    logging = dict(
+        tensorboard=args.tensorboard,
+        wandb=args.wandb,
+        devices=_devices(args.devices),
+        evaluation_episodes=args.evaluation_episodes,
+    )
     if args.resume is not None:
         for flag, given in [
             ("--preset", args.preset),

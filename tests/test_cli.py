@@ -124,6 +124,25 @@ def test_scale_gives_a_paper_preset_as_the_experiment_commands_run_it():
         cli.parse(["--resume", "runs/x", "--scale", "cpu"], "t")
 
 
+def test_the_evaluation_episodes_flag_reaches_the_runner(monkeypatch, tmp_path):
+    assert cli.parse(["--preset", "tiny"], "t").evaluation_episodes == 256
+    assert (
+        cli.parse(["--resume", "runs/x", "--evaluation-episodes", "9"], "t").evaluation_episodes
+        == 9
+    )
+    seen = {}
+
+    def fake_run(config, out, **kwargs):
+        seen.update(kwargs)
+        return None, {}
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    ipd.main(["--preset", "tiny", "--out", str(tmp_path / "e"), "--evaluation-episodes", "1024"])
+    assert seen["evaluation_episodes"] == 1024
+    bad = ["--preset", "tiny", "--out", str(tmp_path / "f"), "--evaluation-episodes", "0"]
+    assert cli.main_guard(ipd.main, bad) == 2
+
+
 def test_an_unusable_results_folder_is_one_line_with_exit_status_1(tiny_run, capsys):
     assert cli.main_guard(ipd.main, ["--preset", "tiny", "--out", str(tiny_run)]) == 1
     err = capsys.readouterr().err.strip()
