@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -112,19 +113,25 @@ def read_config(run_dir: Path) -> tuple[Config, dict]:
 
 
 def metrics_rows(
-    metrics: dict[str, np.ndarray], first_iteration: int, digits: int = 6
+    metrics: dict[str, np.ndarray], iterations: Sequence[int], digits: int = 6
 ) -> list[list]:
     """CSV rows (one per iteration, seed and learner) from numpy metrics ``{name: [S, I, N]}``,
-    in the dict's order, values to ``digits`` significant digits."""
+    in the dict's order, numbered by ``iterations`` ``[I]``, values to ``digits`` significant
+    digits."""
     stacked_SxIxNxM = np.stack([np.asarray(x) for x in metrics.values()], axis=-1)
-    seeds, iterations, learners, _ = stacked_SxIxNxM.shape
+    seeds, _, learners, _ = stacked_SxIxNxM.shape
     rows = []
-    for i in range(iterations):
+    for i, iteration in enumerate(iterations):
         for s in range(seeds):
             for n in range(learners):
                 values = [f"{v:.{digits}g}" for v in stacked_SxIxNxM[s, i, n]]
-                rows.append([first_iteration + i, s, n, *values])
+                rows.append([int(iteration), s, n, *values])
     return rows
+
+
+def _iterations(metrics: dict[str, np.ndarray], first_iteration: int) -> range:
+    """Iteration numbers of contiguous metrics ``{name: [S, I, N]}`` from ``first_iteration``."""
+    return range(first_iteration, first_iteration + next(iter(metrics.values())).shape[1])
 
 
 def append_metrics(run_dir: Path, metrics: dict[str, np.ndarray], first_iteration: int) -> None:
@@ -137,7 +144,7 @@ def append_metrics(run_dir: Path, metrics: dict[str, np.ndarray], first_iteratio
             writer = csv.writer(f)
             if new:
                 writer.writerow([*INDEX_COLUMNS, *metrics])
-            writer.writerows(metrics_rows(metrics, first_iteration))
+            writer.writerows(metrics_rows(metrics, _iterations(metrics, first_iteration)))
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
@@ -155,7 +162,7 @@ def rewrite_metrics(run_dir: Path, history: dict[str, np.ndarray]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([*INDEX_COLUMNS, *history])
-    writer.writerows(metrics_rows(history, 0))
+    writer.writerows(metrics_rows(history, _iterations(history, 0)))
     try:
         _replace(path, buffer.getvalue())
     except OSError as e:
@@ -201,13 +208,10 @@ def write_metrics(path: Path, metrics: dict[str, np.ndarray], digits: int = 6) -
     """``metrics`` (``read_metrics``' arrays, possibly thinned) as a CSV of ``metrics.csv``'s
     columns at ``path``."""
     values = {name: x for name, x in metrics.items() if name != "iteration"}
-    rows = metrics_rows(values, 0, digits)  # iterations numbered 0, 1, ...: renumbered below
-    per_iteration = len(rows) // len(metrics["iteration"])
     with Path(path).open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*INDEX_COLUMNS, *values])
-        for k, row in enumerate(rows):
-            writer.writerow([int(metrics["iteration"][k // per_iteration]), *row[1:]])
+        writer.writerows(metrics_rows(values, metrics["iteration"], digits))
     return Path(path)
 
 
