@@ -110,7 +110,6 @@ def slice_config(name: str, scale: str, chunk_iterations: int) -> Config:
         num_seeds=1,
         chunk_iterations=chunk_iterations,
         num_iterations=chunk_iterations,
-        checkpoint_every=0,
     )
 
 

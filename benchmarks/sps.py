@@ -473,7 +473,6 @@ def sweep_configs(
                         num_seeds=1,
                         chunk_iterations=chunk_iterations,
                         num_iterations=chunk_iterations,
-                        checkpoint_every=0,
                     )
                     try:
                         configs.append(base.replace(**changes))

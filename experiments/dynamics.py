@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jaxcoop import checkpoints, cli, environment, evaluation, experiment, figures, trained
+from jaxcoop.config import CheckpointSchedule
 from jaxcoop.experiment import Run
 from jaxcoop.train import make_player
 
@@ -39,8 +40,8 @@ def run(command: cli.ExperimentCommand) -> Run:
     config = experiment.config_for(command, "mixed-pool", ITERATIONS)
     chunk = config.chunk_iterations
     every = max(chunk, config.num_iterations // CHECKPOINTS // chunk * chunk)
-    keep = {"checkpoint_every": every, "keep_checkpoints": config.num_iterations // every + 1}
-    return Run("mixed-pool", config.replace(**{**keep, **command.changes}))
+    schedule = CheckpointSchedule(every, keep=config.num_iterations // every + 1)
+    return Run("mixed-pool", config, checkpointing=schedule)
 
 
 def snapshot_steps(available: list[int], fractions=SNAPSHOT_FRACTIONS) -> list[int]:

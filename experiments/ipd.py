@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         wandb_project=command.wandb,
         devices=command.devices,
         evaluation_episodes=command.evaluation_episodes,
+        checkpointing=command.checkpointing,
     )
     say = print if sharding.is_primary() else lambda *_: None
     if command.resume is not None:

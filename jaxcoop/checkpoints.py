@@ -9,6 +9,8 @@ A checkpoint has four items:
   * ``meta``: JSON with the resolved config, the iteration and the run's bookkeeping.
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a crash
 mid-write leaves the previous checkpoint usable; only the newest ``keep`` are kept.
+
+When a run saves them is ``config.CheckpointSchedule``, an option of the host loop.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every ``Config`` field is a flag (``--lr 1e-3``, ``--num-seeds 4``, ``--opponent-id true``);
 ``--resume``, ``--init-from``, ``--frozen-coplayer``, ``--tensorboard`` and ``--wandb`` say where a
-run comes from and where it logs; ``--devices`` and ``--distributed`` say where it runs. Errors
+run comes from and where it logs; ``--checkpoint-every`` and ``--keep-checkpoints`` when it saves
+(``CheckpointSchedule``); ``--devices`` and ``--distributed`` say where it runs. Errors
 (unknown flag, bad value, unknown preset, unusable run folder) stop with one message before any
 compilation.
 """
@@ -20,7 +21,13 @@ import jax
 
 from jaxcoop import sharding
 from jaxcoop.commands import ExperimentCommand, UsageError
-from jaxcoop.config import RESUMABLE_FIELDS, Config, field_names
+from jaxcoop.config import (
+    DEFAULT_CHECKPOINTING,
+    RESUMABLE_FIELDS,
+    CheckpointSchedule,
+    Config,
+    field_names,
+)
 from jaxcoop.loggers import LoggerUnavailable
 from jaxcoop.presets import PAPER_PRESETS, PRESETS, SCALES, preset, scaled
 from jaxcoop.records import RunFolderError
@@ -89,7 +96,7 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue a stopped run from its newest checkpoint (only "
+        help="continue a stopped run from its newest checkpoint (of the config fields only "
         + ", ".join(map(_flag, RESUMABLE_FIELDS))
         + " may be given with it)",
     )
@@ -116,6 +123,7 @@ def parser(description: str) -> argparse.ArgumentParser:
         help="episodes against each co-player of the evaluation panel at the end (default 256; "
         "the in-context efficiency's standard error shrinks as 1/sqrt(N))",
     )
+    add_checkpoint_flags(p)
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
     hosts = p.add_argument_group(
@@ -136,6 +144,36 @@ def parser(description: str) -> argparse.ArgumentParser:
     hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
     hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     return p
+
+
+def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint-every`` and ``--keep-checkpoints`` (``CheckpointSchedule``)."""
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="save a checkpoint every N iterations, a multiple of --chunk-iterations (0: after "
+        "every chunk); default: after the first chunk that ends 5 minutes of training or more "
+        "after the previous one; the last chunk is always saved. Also with --resume",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=CheckpointSchedule().keep,
+        metavar="K",
+        help="keep the newest K checkpoints (default %(default)s). Also with --resume",
+    )
+
+
+def _checkpointing(args, config: Config | None) -> CheckpointSchedule:
+    """The flags' ``CheckpointSchedule``, checked against ``config`` when there is one."""
+    try:
+        schedule = CheckpointSchedule(args.checkpoint_every, args.keep_checkpoints)
+        if config is not None:
+            schedule.check(config.chunk_iterations)
+    except ValueError as e:
+        raise UsageError(str(e).replace("checkpoint_every=", "--checkpoint-every ")) from None
+    return schedule
 
 
 def _join_hosts(args) -> None:
@@ -182,6 +220,7 @@ class Command(NamedTuple):
     wandb: str | None = None
     devices: list | None = None
     evaluation_episodes: int = 256
+    checkpointing: CheckpointSchedule = DEFAULT_CHECKPOINTING
 
 
 def field_changes(rest: list[str]) -> dict:
@@ -242,6 +281,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
                 + ", ".join(map(_flag, RESUMABLE_FIELDS))
                 + ")"
             )
+        logging["checkpointing"] = _checkpointing(args, None)
         return Command(None, None, args.resume, "resumed", changes, args.resume, **logging)
     if args.preset is None:
         name, why = default_preset()
@@ -274,6 +314,7 @@ def parse(argv: list[str] | None, description: str) -> Command:
         frozen_coplayer=None
         if args.frozen_coplayer is None
         else Source.parse(args.frozen_coplayer),
+        checkpointing=_checkpointing(args, config),
         **logging,
     )
 
@@ -301,13 +342,23 @@ def parse_experiment(argv: list[str] | None, description: str, name: str) -> Exp
         "command again to continue an interrupted experiment (finished runs are kept)",
     )
     p.add_argument("--devices", type=int, metavar="N", help="use only the first N devices")
+    add_checkpoint_flags(p)
     args, rest = p.parse_known_args(argv)
     changes = field_changes(rest)
     scale, why = default_scale() if args.preset is None else (args.preset, "chosen with --preset")
     backbone = changes.pop("backbone", None)
     algo = changes.pop("algo", "a2c")
     out = args.out or Path("runs") / f"{name}-{scale}-{algo}-{backbone or 'gru'}"
-    return ExperimentCommand(scale, why, out, backbone, algo, changes, _devices(args.devices))
+    return ExperimentCommand(
+        scale,
+        why,
+        out,
+        backbone,
+        algo,
+        changes,
+        _devices(args.devices),
+        _checkpointing(args, None),
+    )
 
 
 def main_guard(fn, argv=None) -> int:

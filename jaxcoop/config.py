@@ -1,6 +1,13 @@
 """The frozen, typed configuration of a training run and its validation (the named presets:
 ``jaxcoop.presets``).
 
+A ``Config`` holds what determines a run's numbers: the traced program (game, pool, agent,
+algorithm, sizes), the seed and the run's length. When the host loop saves checkpoints and how
+many it keeps is a ``CheckpointSchedule`` beside it (``runner.run(config, ...,
+checkpointing=...)``; ``--checkpoint-every``, ``--keep-checkpoints``): it never changes the
+numbers, so it is free to differ on ``--resume``. Where a run logs and which devices it runs on
+are arguments of the host loop too.
+
 Every field is validated when a ``Config`` is built (``Config(...)`` or ``config.replace(...)``),
 so an impossible run stops with one message naming the field before anything is traced.
 """
@@ -77,10 +84,6 @@ class Config:
     chunk_iterations: int = 500  # iterations per compiled chunk; the host logs between chunks
     num_seeds: int = 1
     seed: int = 0
-    # Checkpoints (do not change the training program: may differ on --resume).
-    # iterations between checkpoints (a multiple of chunk_iterations); 0: after every chunk
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 3  # newest checkpoints kept; older ones are deleted
 
     def __post_init__(self):
         validate(self)
@@ -117,21 +120,69 @@ class Config:
         return self.num_learners * self.num_episodes * self.horizon
 
 
-#: Fields that may differ when a run is resumed: they do not change the training program.
-RESUMABLE_FIELDS = ("num_iterations", "checkpoint_every", "keep_checkpoints")
+#: The one field a resumed run may change: it may be made longer (or shorter, down to its
+#: newest checkpoint). PPI's dataset is sized by it and is resized on resume.
+RESUMABLE_FIELDS = ("num_iterations",)
 
 
 def field_names() -> list[str]:
     return [f.name for f in fields(Config)]
 
 
-def program_differences(a: Config, b: Config) -> list[str]:
-    """Fields outside ``RESUMABLE_FIELDS`` whose values differ (``"name: a -> b"``)."""
+def differences(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Fields outside ``ignore`` whose values differ, as ``"name: a -> b"``."""
     return [
         f"{name}: {getattr(a, name)!r} -> {getattr(b, name)!r}"
         for name in field_names()
-        if name not in RESUMABLE_FIELDS and getattr(a, name) != getattr(b, name)
+        if name not in ignore and getattr(a, name) != getattr(b, name)
     ]
+
+
+#: Seconds of training between checkpoints when ``CheckpointSchedule.every`` is not given.
+DEFAULT_INTERVAL_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class CheckpointSchedule:
+    """When a run saves checkpoints; the last chunk is always saved.
+
+    every: iterations between checkpoints, a multiple of ``chunk_iterations`` (0: after every
+      chunk); ``None`` (default): after the first chunk that ends ``DEFAULT_INTERVAL_SECONDS``
+      or more after the previous save, so that a run of any speed loses at most about five
+      minutes of training to a crash without writing its growing metrics history every chunk.
+    keep: the newest checkpoints kept; older ones are deleted.
+    """
+
+    every: int | None = None
+    keep: int = 3
+
+    def __post_init__(self):
+        bad = isinstance(self.every, bool) or not isinstance(self.every, int)
+        if self.every is not None and (bad or self.every < 0):
+            raise ValueError(f"checkpoint_every={self.every!r}; allowed: an integer >= 0")
+        if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 1:
+            raise ValueError(f"keep_checkpoints={self.keep!r}; allowed: an integer >= 1")
+
+    def check(self, chunk_iterations: int) -> None:
+        """Raise ``ValueError`` unless ``every`` falls on chunk ends."""
+        if self.every and self.every % chunk_iterations:
+            raise ValueError(
+                f"checkpoint_every={self.every} is not a multiple of chunk_iterations="
+                f"{chunk_iterations} (checkpoints are written between chunks); allowed: 0 (every "
+                "chunk) or a multiple of it"
+            )
+
+    def due(self, end: int, last: int, seconds_since_save: float) -> bool:
+        """Whether to save after the chunk ending at iteration ``end`` of ``last``."""
+        if end == last:
+            return True
+        if self.every is None:
+            return seconds_since_save >= DEFAULT_INTERVAL_SECONDS
+        return self.every == 0 or end % self.every == 0
+
+
+#: The schedule of a run that does not choose one.
+DEFAULT_CHECKPOINTING = CheckpointSchedule()
 
 
 def _require(ok: bool, name: str, value, allowed: str) -> None:
@@ -194,13 +245,6 @@ def validate(c: Config) -> None:
         _require(getattr(c, name) >= 0, name, getattr(c, name), "a number >= 0")
     for name in ("seed", "ppi_prior_window"):
         _require(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
-    _require(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints, "an integer >= 1")
-    _require(
-        c.checkpoint_every >= 0 and c.checkpoint_every % c.chunk_iterations == 0,
-        "checkpoint_every",
-        c.checkpoint_every,
-        f"0 (every chunk) or a multiple of chunk_iterations={c.chunk_iterations}",
-    )
     _require(
         c.num_learner_episodes % 2 == 0,
         "num_episodes",

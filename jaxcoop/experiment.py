@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxcoop import environment, evaluation, records, runner, trained
 from jaxcoop.commands import ExperimentCommand, UsageError
-from jaxcoop.config import Config
+from jaxcoop.config import CheckpointSchedule, Config
 from jaxcoop.presets import scaled
 from jaxcoop.train import make_player
 from jaxcoop.trained import Source
@@ -85,13 +85,14 @@ def paper_ranges(name: str, algo: str) -> dict[str, tuple[float, float]]:
 
 class Run(NamedTuple):
     """One run of an experiment: its name (a paper preset's, ``PAPER``'s key; its folder under
-    the experiment's), its config, and the runs (by name) its learners start from and its
-    frozen co-player comes from."""
+    the experiment's), its config, the runs (by name) its learners start from and its frozen
+    co-player comes from, and when it saves checkpoints (``None``: as the command says)."""
 
     name: str
     config: Config
     init_from: str | None = None
     frozen_coplayer: str | None = None
+    checkpointing: CheckpointSchedule | None = None
 
 
 def config_for(
@@ -113,11 +114,17 @@ def config_for(
 def run_all(command: ExperimentCommand, runs: Sequence[Run], title: str) -> dict[str, dict]:
     """Run ``runs`` in order in ``command.out`` (each kept, resumed or started); returns their
     summaries by name. Progress goes to stdout, one line per chunk of each run."""
+    schedules = [r.checkpointing or command.checkpointing for r in runs]
+    for r, schedule in zip(runs, schedules, strict=True):
+        try:
+            schedule.check(r.config.chunk_iterations)
+        except ValueError as e:
+            raise UsageError(f"run {r.name}: {e}") from None
     out = Path(command.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{title}: {len(runs)} runs at the {command.scale} scale ({command.why}); in {out}")
     summaries, start = {}, time.perf_counter()
-    for i, r in enumerate(runs, 1):
+    for i, (r, schedule) in enumerate(zip(runs, schedules, strict=True), 1):
         c = r.config
         print(
             f"--- run {i}/{len(runs)} {r.name}: {c.algo}, {c.backbone} {c.hidden_dim}, "
@@ -133,6 +140,7 @@ def run_all(command: ExperimentCommand, runs: Sequence[Run], title: str) -> dict
             init_from=() if r.init_from is None else (Source(out / r.init_from),),
             frozen_coplayer=None if r.frozen_coplayer is None else Source(out / r.frozen_coplayer),
             devices=command.devices,
+            checkpointing=schedule,
         )
     print(f"all runs done in {time.perf_counter() - start:.0f}s (this session)")
     return summaries

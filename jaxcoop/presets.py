@@ -135,7 +135,6 @@ def cpu_long_scale(name: str) -> dict:
         pool="uniform",
         num_seeds=1,
         chunk_iterations=100,
-        checkpoint_every=1000,
     )
     if name in FIG1:
         changes.update(
@@ -156,10 +155,9 @@ def cpu_long_scale(name: str) -> dict:
             num_seeds=3,
             num_iterations=2_000,
             chunk_iterations=50,
-            checkpoint_every=500,
         )
     elif name == "step3-mutual":
-        changes.update(num_episodes=512, num_seeds=3, num_iterations=3_000, checkpoint_every=500)
+        changes.update(num_episodes=512, num_seeds=3, num_iterations=3_000)
     return changes
 
 

@@ -89,6 +89,11 @@ def _replace(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: Fields that config.json held before checkpointing became a host option
+#: (``config.CheckpointSchedule``); ignored when such a folder is read.
+HOST_FIELDS_BEFORE = ("checkpoint_every", "keep_checkpoints")
+
+
 def read_config(run_dir: Path) -> tuple[Config, dict]:
     """The ``Config`` of an existing run folder and the whole ``config.json`` record.
 
@@ -102,7 +107,7 @@ def read_config(run_dir: Path) -> tuple[Config, dict]:
         raise RunFolderError(f"{run_dir} is not a jaxcoop results folder: it has no {CONFIG_FILE}")
     try:
         record = json.loads(path.read_text())
-        fields = record["config"]
+        fields = {k: v for k, v in record["config"].items() if k not in HOST_FIELDS_BEFORE}
         known = {f.name for f in dataclasses.fields(Config)}
         unknown = sorted(set(fields) - known)
         if unknown:

@@ -20,7 +20,13 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxcoop import checkpoints, evaluation, figures, loggers, records, sharding, trained
-from jaxcoop.config import RESUMABLE_FIELDS, Config, program_differences
+from jaxcoop.config import (
+    DEFAULT_CHECKPOINTING,
+    RESUMABLE_FIELDS,
+    CheckpointSchedule,
+    Config,
+    differences,
+)
 from jaxcoop.environment import make_game
 from jaxcoop.records import RunFolderError
 from jaxcoop.state import Trainer, TrainState
@@ -194,9 +200,11 @@ def run(
     tensorboard: bool = False,
     wandb_project: str | None = None,
     devices: Sequence[jax.Device] | None = None,
+    checkpointing: CheckpointSchedule = DEFAULT_CHECKPOINTING,
 ) -> tuple[TrainState, dict]:
     """Train ``config.num_seeds`` seeds (vmapped) into a new results folder ``run_dir``, with
-    checkpoints, then play every trained learner against the evaluation panel.
+    checkpoints (``checkpointing``), then play every trained learner against the evaluation
+    panel.
 
     ``init_from`` starts the learners from other runs' parameters, ``frozen_coplayer`` holds a
     trained agent fixed as their non-tabular co-player (``trained.resolve_warm_start``).
@@ -208,6 +216,7 @@ def run(
       the final (seed-stacked) ``TrainState`` and the summary dict also written to
       ``summary.json``.
     """
+    checkpointing.check(config.chunk_iterations)
     loggers.check_available(tensorboard, wandb_project)
     warm = trained.resolve_warm_start(config, init_from, frozen_coplayer)
     if sharding.is_primary():
@@ -218,7 +227,9 @@ def run(
     state = init_seeds(config, trainer, warm, mesh)
     history = _empty_history(config)
     session = _Session(config, run_dir, preset, trainer, mesh, warm.record, log, start)
-    return session.train(state, history, {}, evaluation_episodes, tensorboard, wandb_project)
+    return session.train(
+        state, history, {}, evaluation_episodes, tensorboard, wandb_project, checkpointing
+    )
 
 
 def resume(
@@ -230,13 +241,15 @@ def resume(
     tensorboard: bool = False,
     wandb_project: str | None = None,
     devices: Sequence[jax.Device] | None = None,
+    checkpointing: CheckpointSchedule = DEFAULT_CHECKPOINTING,
 ) -> tuple[TrainState, dict]:
     """Continue a run from its newest checkpoint; the result is identical to an uninterrupted run
     (on the same number of devices; on another, equal up to the order of floating-point sums).
 
-    ``changes`` may only touch ``config.RESUMABLE_FIELDS`` (e.g. a larger ``num_iterations``;
-    a PPI run's dataset is resized to hold its phases, which leaves the phases' numbers as they
-    were); a change to any field that alters the training program is refused, naming the field.
+    ``changes`` may only touch ``config.RESUMABLE_FIELDS`` (a larger ``num_iterations``; a PPI
+    run's dataset is resized to hold its phases, which leaves the phases' numbers as they were);
+    a change to any other field is refused, naming the field. ``checkpointing`` may differ from
+    the first session's.
     ``metrics.csv`` is replaced by the checkpoint's history (rows written after the checkpoint
     are computed again, identically), and ``config.json`` takes the changes.
     """
@@ -246,13 +259,14 @@ def resume(
     saved, record = records.read_config(run_dir)
     try:
         config = saved.replace(**(changes or {}))
+        checkpointing.check(config.chunk_iterations)
     except ValueError as e:
         raise RunFolderError(f"--resume {run_dir}: {e}") from None
-    differences = program_differences(saved, config)
-    if differences:
+    changed = differences(saved, config, ignore=RESUMABLE_FIELDS)
+    if changed:
         raise RunFolderError(
             f"--resume {run_dir}: these fields change the training program and must stay as the "
-            f"run was started: {'; '.join(differences)} (only "
+            f"run was started: {'; '.join(changed)} (only "
             f"{', '.join(RESUMABLE_FIELDS)} may change)"
         )
     step = checkpoints.latest_step(run_dir)
@@ -287,7 +301,9 @@ def resume(
     session = _Session(
         config, run_dir, record.get("preset"), trainer, mesh, warm_record, log, start
     )
-    return session.train(state, history, ckpt.meta, evaluation_episodes, tensorboard, wandb_project)
+    return session.train(
+        state, history, ckpt.meta, evaluation_episodes, tensorboard, wandb_project, checkpointing
+    )
 
 
 def run_or_resume(
@@ -299,6 +315,7 @@ def run_or_resume(
     init_from: Sequence[trained.Source] = (),
     frozen_coplayer: trained.Source | None = None,
     devices: Sequence[jax.Device] | None = None,
+    checkpointing: CheckpointSchedule = DEFAULT_CHECKPOINTING,
 ) -> dict:
     """One run of a multi-run experiment, brought to its end whatever happened before: a run
     that finished (``summary.json`` with its evaluation) is kept, an interrupted one is resumed
@@ -310,14 +327,10 @@ def run_or_resume(
     fresh = not (run_dir / records.CONFIG_FILE).exists()
     if not fresh:
         existing, _ = records.read_config(run_dir)
-        differences = [
-            f"{name}: {getattr(existing, name)!r} -> {getattr(config, name)!r}"
-            for name in RESUMABLE_FIELDS
-            if getattr(existing, name) != getattr(config, name)
-        ] + program_differences(existing, config)
-        if differences:
+        changed = differences(existing, config)
+        if changed:
             raise RunFolderError(
-                f"{run_dir} holds a run of another config ({'; '.join(differences)}); choose "
+                f"{run_dir} holds a run of another config ({'; '.join(changed)}); choose "
                 "another --out, or remove that folder"
             )
         if not checkpoints.steps(run_dir):  # stopped before its first checkpoint
@@ -334,6 +347,7 @@ def run_or_resume(
             init_from=init_from,
             frozen_coplayer=frozen_coplayer,
             devices=devices,
+            checkpointing=checkpointing,
         )[1]
     summary_path = run_dir / records.SUMMARY_FILE
     if summary_path.exists():
@@ -341,7 +355,7 @@ def run_or_resume(
         if "evaluation" in summary:
             log(f"{run_dir}: finished before, kept")
             return summary
-    return resume(run_dir, log=log, devices=devices)[1]
+    return resume(run_dir, log=log, devices=devices, checkpointing=checkpointing)[1]
 
 
 def device_name(mesh: Mesh | None = None) -> str:
@@ -431,22 +445,27 @@ class SinkLogger:
 
 
 class CheckpointSaver:
-    """Saves the state, the metrics so far (``history``) and ``meta(elapsed)`` every
-    ``every`` iterations and after the last chunk (``checkpoints.Writer``)."""
+    """Saves the state, the metrics so far (``history``) and ``meta(elapsed)`` when
+    ``schedule`` says (``CheckpointSchedule``; always after the last chunk) with
+    ``checkpoints.Writer``."""
 
     def __init__(
         self,
-        writer: checkpoints.Writer,
+        run_dir: Path,
+        schedule: CheckpointSchedule,
         config: Config,
         history: dict[str, np.ndarray],
         meta: Callable[[float], dict],
         mesh: Mesh | None = None,
     ):
-        self.writer, self.config, self.history, self.meta = writer, config, history, meta
-        self.every, self.mesh = config.checkpoint_every or config.chunk_iterations, mesh
+        self.writer = checkpoints.Writer(run_dir, schedule.keep)
+        self.schedule, self.config, self.history, self.meta = schedule, config, history, meta
+        self.mesh, self.saved_at = mesh, 0.0
 
     def __call__(self, r: ChunkReport) -> None:
-        if r.end % self.every == 0 or r.end == self.config.num_iterations:
+        since = r.elapsed - self.saved_at
+        if self.schedule.due(r.end, self.config.num_iterations, since):
+            self.saved_at = r.elapsed
             self.writer.save(
                 r.end,
                 sharding.to_host(r.state, self.mesh),
@@ -478,7 +497,9 @@ class _Session:
         self.primary = sharding.is_primary()
         self.log = log if self.primary else lambda line: None
 
-    def train(self, state, history, meta, evaluation_episodes, tensorboard, wandb_project):
+    def train(
+        self, state, history, meta, evaluation_episodes, tensorboard, wandb_project, schedule
+    ):
         config, run_dir, log = self.config, self.run_dir, self.log
         first = int(sharding.to_host(state.iteration, self.mesh).reshape(-1)[0])
         chunk = compile_chunk(self.trainer, state, self.mesh)
@@ -513,7 +534,8 @@ class _Session:
             MetricsRecorder(run_dir, history, write=self.primary),
             SinkLogger(sinks),
             CheckpointSaver(
-                checkpoints.Writer(run_dir, config.keep_checkpoints),
+                run_dir,
+                schedule,
                 config,
                 history,
                 checkpoint_meta,

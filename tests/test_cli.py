@@ -93,6 +93,8 @@ def test_an_existing_run_folder_is_refused_and_left_untouched(tiny_run):
         (["--preset", "tiny", "--lr"], "--lr needs a value"),
         (["--preset"], "argument --preset: expected one argument"),  # argparse's own errors too
         (["--preset", "tiny", "--devices", "two"], "argument --devices: invalid int value"),
+        (["--preset", "tiny", "--checkpoint-every", "4"], "--checkpoint-every 4 is not a multiple"),
+        (["--preset", "tiny", "--keep-checkpoints", "0"], "keep_checkpoints=0; allowed"),
         (["--preset", "cpu", "--scale", "tiny"], "--preset cpu is a scale of its own"),
         (["--preset", "step1-tabular", "--scale", "huge"], "argument --scale: invalid choice"),
     ],
@@ -141,6 +143,22 @@ def test_the_evaluation_episodes_flag_reaches_the_runner(monkeypatch, tmp_path):
     assert seen["evaluation_episodes"] == 1024
     bad = ["--preset", "tiny", "--out", str(tmp_path / "f"), "--evaluation-episodes", "0"]
     assert cli.main_guard(ipd.main, bad) == 2
+
+
+def test_checkpoint_flags_are_host_options_also_with_resume(tmp_path):
+    from jaxcoop.config import CheckpointSchedule
+
+    assert cli.parse(["--preset", "tiny"], "t").checkpointing == CheckpointSchedule()
+    command = cli.parse(["--preset", "tiny", "--checkpoint-every", "6"], "t")
+    assert command.checkpointing == CheckpointSchedule(6, 3) and "checkpoint_every" not in (
+        command.changes
+    )
+    resumed = cli.parse(
+        ["--resume", "r", "--checkpoint-every", "0", "--keep-checkpoints", "9"], "t"
+    )
+    assert resumed.checkpointing == CheckpointSchedule(0, 9) and resumed.changes == {}
+    experiment = cli.parse_experiment(["--preset", "tiny", "--keep-checkpoints", "2"], "t", "x")
+    assert experiment.checkpointing == CheckpointSchedule(None, 2)
 
 
 def test_an_unusable_results_folder_is_one_line_with_exit_status_1(tiny_run, capsys):

@@ -4,6 +4,7 @@ import pytest
 
 import jaxcoop
 from jaxcoop import Config, cli
+from jaxcoop.config import DEFAULT_INTERVAL_SECONDS, RESUMABLE_FIELDS, CheckpointSchedule
 
 BAD_VALUES = [
     # (changes, the field the message must name)
@@ -30,8 +31,6 @@ BAD_VALUES = [
     # The transformer splits its width into heads: 4 heads do not divide 30.
     (dict(backbone="transformer", hidden_dim=30, num_heads=4), "num_heads"),
     (dict(num_layers=0), "num_layers"),
-    (dict(checkpoint_every=250, chunk_iterations=500), "checkpoint_every"),
-    (dict(keep_checkpoints=0), "keep_checkpoints"),
     # PPI's pieces: 16 episodes at p_tabular 0.5 are 8 tabular and 4 pairs; 8 does not divide 4.
     (dict(algo="ppi", num_episodes=16, ppi_collect_chunks=8), "ppi_collect_chunks"),
     (dict(ppi_collect_chunks=0), "ppi_collect_chunks"),
@@ -154,11 +153,43 @@ def test_the_cpu_long_scale_keeps_the_papers_pool_and_horizon_and_changes_the_si
     assert (config.horizon, config.num_iterations) == (100, 200)
 
 
-def test_resumable_fields_are_the_only_ones_program_differences_ignore():
+def test_differences_name_each_changed_field_except_the_ignored():
     base = jaxcoop.preset("tiny")
-    changed = base.replace(num_iterations=12, checkpoint_every=6, keep_checkpoints=1)
-    assert jaxcoop.config.program_differences(base, changed) == []
-    assert jaxcoop.config.program_differences(base, base.replace(lr=0.1)) == ["lr: 0.003 -> 0.1"]
+    longer = base.replace(num_iterations=12)
+    assert jaxcoop.config.differences(base, longer) == ["num_iterations: 6 -> 12"]
+    assert jaxcoop.config.differences(base, longer, ignore=RESUMABLE_FIELDS) == []
+    assert jaxcoop.config.differences(base, base.replace(lr=0.1)) == ["lr: 0.003 -> 0.1"]
+
+
+def test_checkpointing_is_a_host_option_not_a_config_field():
+    assert not {"checkpoint_every", "keep_checkpoints"} & set(jaxcoop.config.field_names())
+    assert RESUMABLE_FIELDS == ("num_iterations",)
+
+
+@pytest.mark.parametrize(
+    "every, keep, field",
+    [
+        (-1, 3, "checkpoint_every"),
+        (2.5, 3, "checkpoint_every"),
+        (True, 3, "checkpoint_every"),
+        (None, 0, "keep_checkpoints"),
+    ],
+)
+def test_a_bad_checkpoint_schedule_names_its_option(every, keep, field):
+    with pytest.raises(ValueError, match=rf"{field}="):
+        CheckpointSchedule(every, keep)
+
+
+def test_checkpoint_schedule_saves_on_its_multiples_or_every_five_minutes_and_at_the_end():
+    every2 = CheckpointSchedule(every=2)
+    assert [end for end in range(1, 8) if every2.due(end, 7, 0.0)] == [2, 4, 6, 7]
+    assert all(CheckpointSchedule(every=0).due(end, 7, 0.0) for end in range(1, 8))
+    timed = CheckpointSchedule()
+    assert not timed.due(3, 7, DEFAULT_INTERVAL_SECONDS - 1)
+    assert timed.due(3, 7, DEFAULT_INTERVAL_SECONDS) and timed.due(7, 7, 0.0)
+    CheckpointSchedule(every=6).check(chunk_iterations=3)
+    with pytest.raises(ValueError, match="checkpoint_every=4 is not a multiple of chunk_iter"):
+        CheckpointSchedule(every=4).check(chunk_iterations=3)
 
 
 def test_backbone_and_algorithm_defaults_touch_disjoint_fields_so_their_order_is_free():

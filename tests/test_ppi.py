@@ -385,12 +385,16 @@ def test_ppi_phase_is_reproducible_from_the_state(tiny_ppi):
 def ppi_run(tmp_path_factory):
     """A finished tiny PPI run (2 phases, both checkpoints kept) and its config."""
     from jaxcoop import runner
+    from jaxcoop.config import CheckpointSchedule
     from jaxcoop.presets import preset
 
-    config = preset("tiny", algo="ppi").replace(keep_checkpoints=5)
+    config = preset("tiny", algo="ppi")
     assert (config.algo, config.num_iterations, config.chunk_iterations) == ("ppi", 2, 1)
     run_dir = tmp_path_factory.mktemp("ppi") / "run"
-    runner.run(config, run_dir, log=lambda line: None, evaluation_episodes=8)
+    every_phase = CheckpointSchedule(every=0, keep=5)
+    runner.run(
+        config, run_dir, log=lambda line: None, evaluation_episodes=8, checkpointing=every_phase
+    )
     return config, run_dir
 
 

@@ -19,6 +19,7 @@ import jaxcoop
 from experiments import ipd
 from jaxcoop import checkpoints, cli, loggers, records, runner, train, trained
 from jaxcoop.algorithms import actor_critic
+from jaxcoop.config import CheckpointSchedule
 from jaxcoop.environment import C
 from jaxcoop.presets import preset
 from jaxcoop.records import RunFolderError
@@ -27,6 +28,8 @@ from jaxcoop.train import make_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = preset("tiny").replace(num_seeds=2, num_iterations=4, chunk_iterations=2)
+#: Tests that count checkpoints save after every chunk (the default saves every 5 minutes).
+EVERY_CHUNK = CheckpointSchedule(every=0)
 
 
 def quiet(line):
@@ -45,7 +48,9 @@ def _tree_equal(a, b) -> bool:
 def source_run(tmp_path_factory):
     """A finished tiny run: 2 seeds x 2 learners, checkpoints at iterations 2 and 4."""
     out = tmp_path_factory.mktemp("runs") / "source"
-    state, _ = runner.run(TINY, out, "tiny", log=quiet, evaluation_episodes=8)
+    state, _ = runner.run(
+        TINY, out, "tiny", log=quiet, evaluation_episodes=8, checkpointing=EVERY_CHUNK
+    )
     return out, jax.device_get(state)
 
 
@@ -73,10 +78,9 @@ def test_checkpoints_hold_the_final_state_metrics_and_config(source_run):
 def test_checkpoints_every_k_chunks_always_at_the_end_and_only_the_newest_kept(tmp_path):
     """Saved at 2, 4, 6 and 7, the 3 newest kept: every chunk would keep [5, 6, 7], no final
     save [2, 4, 6], no deletion [2, 4, 6, 7]."""
-    config = TINY.replace(
-        num_seeds=1, num_iterations=7, chunk_iterations=1, checkpoint_every=2, keep_checkpoints=3
-    )
-    runner.run(config, tmp_path / "r", log=quiet, evaluation_episodes=4)
+    config = TINY.replace(num_seeds=1, num_iterations=7, chunk_iterations=1)
+    schedule = CheckpointSchedule(every=2, keep=3)
+    runner.run(config, tmp_path / "r", log=quiet, evaluation_episodes=4, checkpointing=schedule)
     assert checkpoints.steps(tmp_path / "r") == [4, 6, 7]
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["4", "6", "7"]
 
@@ -98,7 +102,7 @@ def test_summary_records_versions_commit_speed_and_final_values(source_run):
 # --- Resume. ------------------------------------------------------------------------------------
 
 KILL_ARGS = ["--preset", "tiny", "--num-seeds", "2", "--num-iterations", "80"]
-KILL_ARGS += ["--chunk-iterations", "2", "--keep-checkpoints", "2"]
+KILL_ARGS += ["--chunk-iterations", "2", "--checkpoint-every", "2", "--keep-checkpoints", "2"]
 
 
 def test_a_killed_run_resumes_to_identical_parameters_and_metrics(tmp_path):
@@ -274,7 +278,7 @@ def test_a_full_disk_while_checkpointing_keeps_earlier_checkpoints(tmp_path, mon
     config = TINY.replace(num_seeds=1, chunk_iterations=1)
     out = tmp_path / "full-disk"
     with pytest.raises(RunFolderError, match=r"No space left on device.*checkpoints \[1\]"):
-        runner.run(config, out, log=quiet)
+        runner.run(config, out, log=quiet, checkpointing=EVERY_CHUNK)
     assert calls == [1, 2]
     assert checkpoints.steps(out) == [1]
     assert len(records.read_metrics(out)["iteration"]) == 2  # the rows of both chunks are kept
