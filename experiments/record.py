@@ -2,8 +2,9 @@
 
 python -m experiments.record RUN_DIR DEST [--every 100] [--digits 4]
 
-Copies the run's JSON files (``config.json``, ``summary.json``, ``evaluation.json``, and any
-other top-level ``*.json``: ``curves.json``, ``extortion.json``, ...), re-saves its top-level
+Copies the run's JSON files (``config.json`` as it is; ``summary.json``, ``evaluation.json`` and
+any other top-level ``*.json`` — ``curves.json``, ``extortion.json``, ... — with every float to
+``JSON_DIGITS`` significant digits, a third smaller than Python's 17), re-saves its top-level
 figures as 256-colour palette PNGs (a third of the size or less, the same plot to the eye), and
 writes ``metrics-every100.csv``: every ``--every``-th update of ``metrics.csv`` and the last one,
 in ``metrics.csv``'s columns, values to ``--digits`` significant digits (the step-1 ladder's
@@ -14,6 +15,7 @@ seed folder has no ``metrics.csv``. DEST must be new or empty: nothing is overwr
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -21,6 +23,30 @@ from pathlib import Path
 from PIL import Image
 
 from jaxcoop import cli, records
+
+#: Significant digits of the floats in a record's JSON files (standard errors are >= 1e-4).
+JSON_DIGITS = 6
+
+
+def rounded(value, digits: int = JSON_DIGITS):
+    """``value`` (parsed JSON) with every float to ``digits`` significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    return value
+
+
+def rounded_json(source: Path, dest: Path) -> Path:
+    """``source`` re-saved at ``dest`` with ``rounded`` floats (``config.json`` copied as is)."""
+    if source.name == records.CONFIG_FILE:
+        return Path(shutil.copy2(source, dest))
+    dest.write_text(
+        json.dumps(rounded(json.loads(source.read_text())), indent=2, ensure_ascii=False) + "\n"
+    )
+    return dest
 
 
 def palette_png(source: Path, dest: Path) -> Path:
@@ -44,7 +70,7 @@ def keep(run: Path, dest: Path, every: int = records.THINNED_EVERY, digits: int 
         raise cli.UsageError(f"DEST {dest} is inside the run {run}; keep the record elsewhere")
     metrics = records.read_metrics(run)  # read before anything is written
     dest.mkdir(parents=True, exist_ok=True)
-    written = [Path(shutil.copy2(path, dest)) for path in sorted(run.glob("*.json"))]
+    written = [rounded_json(path, dest / path.name) for path in sorted(run.glob("*.json"))]
     written += [palette_png(path, dest / path.name) for path in sorted(run.glob("*.png"))]
     thinned = records.thin_metrics(metrics, every)
     written.append(records.write_metrics(dest / f"metrics-every{every}.csv", thinned, digits))

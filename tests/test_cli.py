@@ -233,6 +233,19 @@ def test_record_keeps_a_small_record_that_reads_back(tiny_run, tmp_path):
         + [p.name for p in tiny_run.glob("*.png")]
         + ["metrics-every4.csv"]
     )
+    assert (dest / records.CONFIG_FILE).read_bytes() == (
+        tiny_run / records.CONFIG_FILE
+    ).read_bytes()
+    summary = json.loads((tiny_run / records.SUMMARY_FILE).read_text())
+    kept_summary = json.loads((dest / records.SUMMARY_FILE).read_text())
+    assert (
+        kept_summary == record.rounded(summary)
+        and kept_summary["git_commit"] == summary["git_commit"]
+    )
+    assert record.rounded({"a": [1 / 3, 2, "x"], "b": 123456789.0}) == {
+        "a": [0.333333, 2, "x"],
+        "b": 123457000.0,
+    }
     figure = Image.open(dest / records.PLOT_FILE)
     assert figure.mode == "P" and figure.size == Image.open(tiny_run / records.PLOT_FILE).size
     full, kept = records.read_metrics(tiny_run), records.read_metrics(dest, "metrics-every4.csv")
