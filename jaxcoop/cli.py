@@ -159,7 +159,7 @@ def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-checkpoints",
         type=int,
-        default=CheckpointSchedule().keep,
+        default=DEFAULT_CHECKPOINTING.keep,
         metavar="K",
         help="keep the newest K checkpoints (default %(default)s). Also with --resume",
     )
