@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from jaxcoop import checkpoints, cli, environment, evaluation, experiment, figures, trained
-from jaxcoop.config import CheckpointSchedule
+from jaxcoop.config import DEFAULT_CHECKPOINTING, CheckpointSchedule
 from jaxcoop.experiment import Run
 from jaxcoop.train import make_player
 
@@ -54,6 +54,11 @@ def snapshot_steps(available: list[int], fractions=SNAPSHOT_FRACTIONS) -> list[i
 
 def main(argv: list[str] | None = None) -> None:
     command = cli.parse_experiment(argv, __doc__.splitlines()[0], "dynamics")
+    if command.checkpointing != DEFAULT_CHECKPOINTING:
+        raise cli.UsageError(
+            "--checkpoint-every and --keep-checkpoints are not used by experiments.dynamics: its "
+            f"snapshots need a checkpoint every 1/{CHECKPOINTS} of training, all kept"
+        )
     todo = run(command)
     summaries = experiment.run_all(command, [todo], "dynamics")
     run_dir = command.out / todo.name

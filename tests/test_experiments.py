@@ -119,6 +119,14 @@ def test_snapshot_steps_are_the_nearest_checkpoints_without_repeats():
     assert dynamics.snapshot_steps([3, 6]) == [3, 6]
 
 
+@pytest.mark.parametrize("flag", [["--checkpoint-every", "6"], ["--keep-checkpoints", "5"]])
+def test_dynamics_refuses_checkpoint_flags_it_cannot_honour(tmp_path, capsys, flag):
+    argv = ["--preset", "tiny", "--out", str(tmp_path / "d"), *flag]
+    assert cli.main_guard(dynamics.main, argv) == 2
+    assert "not used by experiments.dynamics" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything ran
+
+
 def test_running_an_experiment_again_keeps_its_finished_runs(mechanism_dir, capsys):
     before = {
         name: (mechanism_dir / name / records.METRICS_FILE).read_bytes()
