@@ -3,10 +3,11 @@
 python -m experiments.reference --horizon 100 --episodes 10000 --out docs/reference/pool-t100.json
 
 Always-defect, always-cooperate, tit-for-tat, the oracle (knows each co-player's five
-probabilities) and the Bayesian in-context learner (``jaxcoop.reference``) each play the same
-pool co-players with the same key (common draws). Prints a table and writes JSON: per player the
-reward and cooperation per round with standard errors over episodes, and the in-context
-efficiency ``(r - r_alld) / (r_oracle - r_alld)`` with its delta-method standard error.
+probabilities), the Bayesian in-context learner (``jaxcoop.reference``), and two players that
+must open with C (cooperate once then defect; the oracle forced to open with C) each play the
+same pool co-players with the same key (common draws). Prints a table and writes JSON: per
+player the reward and cooperation per round with standard errors over episodes, and the
+in-context efficiency ``(r - r_alld) / (r_oracle - r_alld)`` with its delta-method standard error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from jaxcoop import cli, environment, evaluation, records, reference, strategies
 from jaxcoop.evaluation import Player
@@ -26,6 +28,10 @@ PLAYERS = {
     "tit_for_tat": evaluation.tabular(strategies.tit_for_tat()),
     "oracle": Player(reference.ORACLE, None),
     "bayesian": Player(reference.BAYESIAN, None),
+    # What opening with C costs (Fig. 1's learners must, to find each other): with no inference
+    # after it, and with perfect inference after it.
+    "cooperate_then_defect": evaluation.tabular(jnp.array([1.0, 0.0, 0.0, 0.0, 0.0])),
+    "oracle_opening_c": Player(reference.ORACLE_OPENING_C, None),
 }
 
 
@@ -66,11 +72,11 @@ def table(result: dict) -> str:
     """``measure``'s players as a text table (value ± standard error)."""
     lines = [
         f"{result['horizon']} rounds, {result['episodes']} episodes against the U(0, 1) pool",
-        f"{'player':<18}{'reward':>18}{'cooperation':>18}{'efficiency':>18}",
+        f"{'player':<22}{'reward':>18}{'cooperation':>18}{'efficiency':>18}",
     ]
     for name, r in result["players"].items():
         lines.append(
-            f"{name:<18}{r['reward']:>10.4f} ± {r['se']:.4f}{r['coop']:>10.3f} ± "
+            f"{name:<22}{r['reward']:>10.4f} ± {r['se']:.4f}{r['coop']:>10.3f} ± "
             f"{r['coop_se']:.3f}{r['efficiency']:>10.3f} ± {r['efficiency_se']:.3f}"
         )
     return "\n".join(lines)

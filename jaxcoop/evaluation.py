@@ -111,7 +111,7 @@ def match(a: Player, b: Player, key: jax.Array, num_episodes: int, game: Game) -
         reference.check_horizon(me.agent, game.horizon)
         who = f"the {type(me.agent).__name__}"
         check_rounds(getattr(me.agent, "max_rounds", None), game.horizon, who)
-        oracle = isinstance(me.agent, reference.Reference) and me.agent == reference.ORACLE
+        oracle = isinstance(me.agent, reference.Reference) and me.agent.knows_coplayer
         if oracle and other.agent is not None:
             raise ValueError("the oracle knows tabular co-players only; this one is not tabular")
     run = _compiled_match(a.agent, b.agent, num_episodes, game.horizon)

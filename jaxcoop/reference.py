@@ -112,11 +112,16 @@ def _own_view(theta: jax.Array) -> jax.Array:
     return jnp.asarray(theta, jnp.float32)[..., MIRROR]
 
 
-def oracle_table(theta: jax.Array, game: Game) -> jax.Array:
+def oracle_table(theta: jax.Array, game: Game, opening: int | None = None) -> jax.Array:
     """The oracle's action int32 ``[..., T, 5]`` in each round ``t`` and state against
-    co-players ``theta [..., 5]`` (the best response with ``T - t`` rounds left)."""
+    co-players ``theta [..., 5]`` (the best response with ``T - t`` rounds left). With
+    ``opening`` (C or D) its first move is that one and the rest still the best response: it
+    earns ``Q*(start, opening)``, what knowing the co-player is worth after a forced first move."""
     q_Kx_x5x2 = all_q_values(_own_view(theta), game.payoffs, game.horizon)
-    return jnp.moveaxis(best_action(q_Kx_x5x2[::-1]), 0, -2)
+    table = jnp.moveaxis(best_action(q_Kx_x5x2[::-1]), 0, -2)
+    if opening is None:
+        return table
+    return table.at[..., 0, 0].set(opening)
 
 
 def oracle_value(theta: jax.Array, game: Game) -> jax.Array:
@@ -130,14 +135,15 @@ def _state_index(obs: jax.Array) -> jax.Array:
     return jnp.argmax(obs, axis=-1).astype(jnp.int32)
 
 
-def oracle_policy(theta: jax.Array, game: Game) -> Policy:
+def oracle_policy(theta: jax.Array, game: Game, opening: int | None = None) -> Policy:
     """The oracle against co-players ``theta`` ``[5]`` or ``[E, 5]`` (one per episode) as a
-    ``Policy`` for ``game``; its state is its action table ``[E, T, 5]`` (``oracle_table``)
-    and the round index ``[E]``."""
+    ``Policy`` for ``game``; its state is its action table ``[E, T, 5]`` (``oracle_table``,
+    first move ``opening`` if given) and the round index ``[E]``."""
     theta = jnp.asarray(theta, jnp.float32)
 
     def initial_state(num_episodes):
-        table = jnp.broadcast_to(oracle_table(theta, game), (num_episodes, game.horizon, 5))
+        table = oracle_table(theta, game, opening)
+        table = jnp.broadcast_to(table, (num_episodes, game.horizon, 5))
         return table, jnp.zeros((num_episodes,), jnp.int32)
 
     def step(state, x: RoundInput):
@@ -288,17 +294,26 @@ def check_horizon(agent, horizon: int) -> None:
 @dataclasses.dataclass(frozen=True)
 class Reference:
     """A reference player of ``evaluation`` (``Player(ORACLE, None)``, ``Player(BAYESIAN,
-    None)``), built for the game it plays; the oracle also needs a tabular co-player."""
+    None)``), built for the game it plays; the oracle also needs a tabular co-player.
+    ``opening``: the oracle's forced first move (``ORACLE_OPENING_C``), None for its best one."""
 
     name: str
+    opening: int | None = None
+
+    @property
+    def knows_coplayer(self) -> bool:
+        return self.name == "oracle"
 
     def policy(self, game: Game, coplayer_theta: jax.Array | None) -> Policy:
-        if self.name == "oracle":
-            return oracle_policy(coplayer_theta, game)
+        if self.knows_coplayer:
+            return oracle_policy(coplayer_theta, game, self.opening)
         return bayesian_policy(game)
 
 
 ORACLE = Reference("oracle")
+#: The oracle made to open with C: what a player that must cooperate once to find a
+#: cooperative co-player (Fig. 1's learners meet each other that way) can still earn.
+ORACLE_OPENING_C = Reference("oracle", opening=C)
 BAYESIAN = Reference("bayesian")
 
 

@@ -21,25 +21,30 @@ from jaxcoop.rollout import Policy, play
 PAYOFFS = np.asarray(environment.PRISONERS_DILEMMA, np.float64)[..., 0]
 
 
-def _brute_force(theta: np.ndarray, horizon: int) -> float:
-    """The best expected reward per round of every deterministic policy (round, state) ->
-    action against memory-1 ``theta`` (co-player's view), by exact state distributions."""
+def _exact_value(theta: np.ndarray, table_Tx5: np.ndarray) -> float:
+    """Expected reward per round of the action table ``[T, 5]`` against memory-1 ``theta``
+    (co-player's view), by exact state distributions."""
     q = np.asarray(theta, np.float64)[reference.MIRROR]  # P(co-player C) in my states
-    best = -np.inf
+    dist, total = np.eye(5)[environment.START], 0.0
+    for actions in np.asarray(table_Tx5):
+        nxt = np.zeros(5)
+        for s in range(5):
+            for b, p_b in ((C, q[s]), (D, 1.0 - q[s])):
+                total += dist[s] * p_b * PAYOFFS[actions[s], b]
+                nxt[1 + 2 * actions[s] + b] += dist[s] * p_b
+        dist = nxt
+    return total / len(table_Tx5)
+
+
+def _brute_force(theta: np.ndarray, horizon: int, openings=(C, D)) -> float:
+    """The best expected reward per round of every deterministic policy (round, state) ->
+    action, first move one of ``openings``, against memory-1 ``theta``."""
     # Round 0 sees only START, later rounds only CC..DD: other entries never matter.
-    for bits in itertools.product((C, D), repeat=1 + 4 * (horizon - 1)):
-        dist = np.eye(5)[environment.START]
-        total = 0.0
-        for t in range(horizon):
-            actions = np.full(5, bits[0]) if t == 0 else np.r_[0, bits[1 + 4 * (t - 1) : 1 + 4 * t]]
-            nxt = np.zeros(5)
-            for s in range(5):
-                for b, p_b in ((C, q[s]), (D, 1.0 - q[s])):
-                    total += dist[s] * p_b * PAYOFFS[actions[s], b]
-                    nxt[1 + 2 * actions[s] + b] += dist[s] * p_b
-            dist = nxt
-        best = max(best, total / horizon)
-    return best
+    tables = (
+        [np.full(5, bits[0])] + [np.r_[0, bits[1 + 4 * t : 5 + 4 * t]] for t in range(horizon - 1)]
+        for bits in itertools.product(openings, *[(C, D)] * (4 * (horizon - 1)))
+    )
+    return max(_exact_value(theta, np.stack(table)) for table in tables)
 
 
 @pytest.mark.parametrize("horizon", [1, 2, 3])
@@ -65,6 +70,30 @@ def test_the_oracle_hand_values(horizon):
     table = np.asarray(reference.oracle_table(strategies.tit_for_tat(), game))  # [T, 5]
     on_path = [environment.START] + [1] * (horizon - 1)  # START, then CC
     np.testing.assert_array_equal(table[np.arange(horizon), on_path], [C] * (horizon - 1) + [D])
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_the_oracle_opening_with_c_is_the_best_policy_that_opens_with_c(horizon):
+    game = environment.make_game("ipd", horizon)
+    thetas = strategies.sample_pool(jax.random.key(horizon), (3,))
+    episodes = play(
+        reference.oracle_policy(thetas[0], game, opening=C), thetas[0], jax.random.key(0), 1, game
+    )
+    assert int(episodes.actions[0, 0, 0]) == C
+    for theta in np.asarray(thetas):
+        table = reference.oracle_table(jnp.asarray(theta), game, opening=C)  # [T, 5]
+        exact = _exact_value(theta, np.asarray(table))
+        assert exact == pytest.approx(_brute_force(theta, horizon, openings=(C,)), rel=1e-5)
+
+
+def test_the_oracle_opening_with_c_hand_values():
+    """20 rounds. Always-cooperate: 1, then 2 for 19 rounds. Always-defect: -1, then 0.
+    Tit-for-tat: the oracle opens with C anyway, (T + 1) / T."""
+    game = environment.make_game("ipd", 20)
+    named = [strategies.always_cooperate(), strategies.always_defect(), strategies.tit_for_tat()]
+    tables = [np.asarray(reference.oracle_table(t, game, opening=C)) for t in named]
+    values = [_exact_value(np.asarray(t), table) for t, table in zip(named, tables, strict=True)]
+    np.testing.assert_allclose(values, [(1 + 2 * 19) / 20, -1 / 20, 21 / 20], rtol=1e-6)
 
 
 def test_value_iteration_levels_agree():
@@ -150,7 +179,8 @@ def test_the_reference_command_writes_the_documented_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["horizon"] == 12 and result["episodes"] == 32
     assert set(result["players"]) == {
-        "always_defect", "always_cooperate", "tit_for_tat", "oracle", "bayesian"
+        "always_defect", "always_cooperate", "tit_for_tat", "oracle", "bayesian",
+        "cooperate_then_defect", "oracle_opening_c",
     }  # fmt: skip
     for r in result["players"].values():
         assert {"reward", "se", "coop", "efficiency", "efficiency_se"} <= set(r)
