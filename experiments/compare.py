@@ -31,17 +31,16 @@ COLUMNS = ("run", "iterations") + tuple(
 
 def start_offsets(runs: list[Path]) -> list[int]:
     """Per run, the update its curves start at: the source checkpoint's update for a run whose
-    learners all started (``--init-from``) from one checkpoint of another run in ``runs``,
-    else 0."""
-    folders = [run.resolve() for run in runs]
+    learners all started (``--init-from``) from one checkpoint of another run in ``runs``
+    (the same folder, or one of the same name: records are often moved after a run), else 0."""
+    folders = {run.resolve() for run in runs} | {run.resolve().name for run in runs}
     offsets = []
     for run in runs:
         sources = records.read_config(run)[1].get("warm_start", {}).get("init_from", [])
         starts = {(Path(source["run"]).resolve(), source["iteration"]) for source in sources}
-        if len(starts) == 1 and next(iter(starts))[0] in folders:
-            offsets.append(int(next(iter(starts))[1]))
-        else:
-            offsets.append(0)
+        source, step = next(iter(starts)) if len(starts) == 1 else (None, 0)
+        found = source is not None and (source in folders or source.name in folders)
+        offsets.append(int(step) if found else 0)
     return offsets
 
 

@@ -215,6 +215,9 @@ def test_compare_draws_a_run_warm_started_from_a_compared_run_from_its_source_up
     (fork / records.CONFIG_FILE).write_text(json.dumps(record))
     assert compare.start_offsets([tiny_run, fork]) == [0, 4]
     assert compare.start_offsets([fork]) == [0]  # its source is not compared
+    moved = tmp_path / "records" / tiny_run.name  # the source's record, moved after the run
+    shutil.copytree(tiny_run, moved, ignore=shutil.ignore_patterns("checkpoints"))
+    assert compare.start_offsets([moved, fork]) == [0, 4]
     record["warm_start"]["init_from"][1]["iteration"] = 5  # learners from two checkpoints
     (fork / records.CONFIG_FILE).write_text(json.dumps(record))
     assert compare.start_offsets([tiny_run, fork]) == [0, 0]
