@@ -1,8 +1,9 @@
 """Two versions of jaxcoop timed side by side: interleaved runs of ``benchmarks.iteration_speed``.
 
-    python -m benchmarks.side_by_side f0e7c52 --config "--preset mixed-pool --scale cpu-long"
+    python -m benchmarks.side_by_side f0e7c52 \\
+        --config "--preset mixed-pool --scale cpu-long --hidden-dim 32"
     python -m benchmarks.side_by_side f0e7c52 --rounds 5 \\
-        --config "--preset mixed-pool --scale cpu-long" \\
+        --config "--preset mixed-pool --scale cpu-long --hidden-dim 32" \\
         --config "--preset mixed-pool --scale cpu-long --hidden-dim 64 --num-episodes 2048"
 
 ``BASE`` (and ``--new``, default: this working tree) are git revisions; each is checked out into
