@@ -3,9 +3,9 @@
 python -m experiments.compare runs/a runs/b --labels GRU transformer --out compare.png
 
 Reads each run's ``metrics.csv`` (whatever has been written so far, so a run still in progress
-can be compared too) and plots reward and cooperation against learners and against tabular
-co-players (mean over learners, mean ± std over seeds). The table gives the mean over the last
-10% of each run's iterations; it is printed and written beside the figure as CSV (``--out
+can be compared too; a kept record's ``metrics-every<N>.csv`` where there is none) and plots
+reward and cooperation against learners and against tabular co-players (mean over learners,
+mean ± std over seeds). The table gives the mean over the last 10% of each run's iterations; it is printed and written beside the figure as CSV (``--out
 compare.png`` -> ``compare.csv``: run, iterations, then each measure's mean and std over seeds).
 
 A run started with ``--init-from`` another run of the same comparison (e.g. a late phase
@@ -90,12 +90,17 @@ def main(argv: list[str] | None = None) -> None:
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         raise cli.UsageError(f"{len(labels)} labels for {len(args.runs)} runs; give one per run")
-    for run in args.runs:
-        if not (run / records.METRICS_FILE).is_file():
-            raise records.RunFolderError(f"{run} has no {records.METRICS_FILE} (not a run folder?)")
+    names = [records.metrics_name(run) for run in args.runs]
+    for run, name in zip(args.runs, names, strict=True):
+        if name is None:
+            raise records.RunFolderError(
+                f"{run} has no {records.METRICS_FILE} nor one kept record's metrics-every<N>.csv "
+                "(not a run folder?)"
+            )
     histories = {}
-    for label, run, offset in zip(labels, args.runs, start_offsets(args.runs), strict=True):
-        histories[label] = records.read_metrics(run)
+    offsets = start_offsets(args.runs)
+    for label, run, name, offset in zip(labels, args.runs, names, offsets, strict=True):
+        histories[label] = records.read_metrics(run, name)
         if offset:
             print(f"{label}: started from another run's update {offset:,}; drawn from there")
             histories[label]["iteration"] = histories[label]["iteration"] + offset

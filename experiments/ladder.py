@@ -176,8 +176,7 @@ def histories(out: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     its ``metrics.csv`` or, in a kept record (``experiments.record``), its thinned metrics."""
     result = {}
     for folder in sorted(out.glob("seed*/")):
-        names = (records.METRICS_FILE, records.THINNED_METRICS_FILE)
-        name = next((n for n in names if (folder / n).exists()), None)
+        name = records.metrics_name(folder)
         if name is None:
             continue
         config, _ = records.read_config(folder)

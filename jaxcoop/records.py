@@ -201,6 +201,19 @@ THINNED_EVERY = 100
 THINNED_METRICS_FILE = f"metrics-every{THINNED_EVERY}.csv"
 
 
+def metrics_name(run_dir: Path) -> str | None:
+    """The training metrics file of ``run_dir``: ``metrics.csv`` or, in a kept record
+    (``experiments.record``), its finest ``metrics-every<N>.csv``; None if it has neither."""
+    if (Path(run_dir) / METRICS_FILE).is_file():
+        return METRICS_FILE
+    every = {
+        int(n): path.name
+        for path in Path(run_dir).glob("metrics-every*.csv")
+        if (n := path.stem.removeprefix("metrics-every")).isdigit()
+    }
+    return every[min(every)] if every else None
+
+
 def thin_metrics(metrics: dict[str, np.ndarray], every: int) -> dict[str, np.ndarray]:
     """``read_metrics``' arrays at every ``every``-th update (iterations ``every - 1``,
     ``2 every - 1``, ...) and the last one."""

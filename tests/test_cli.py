@@ -226,7 +226,7 @@ def test_compare_draws_a_run_warm_started_from_a_compared_run_from_its_source_up
 def test_record_keeps_a_small_record_that_reads_back(tiny_run, tmp_path):
     from PIL import Image
 
-    from experiments import ladder, record
+    from experiments import compare, ladder, record
 
     dest = tmp_path / "kept" / "seed0"
     record.main([str(tiny_run), str(dest), "--every", "4", "--digits", "3"])
@@ -264,6 +264,12 @@ def test_record_keeps_a_small_record_that_reads_back(tiny_run, tmp_path):
     steps, _ = ladder.histories(dest.parent)[0]
     per_update = records.read_config(tiny_run)[0].agent_steps_per_iteration
     assert steps.tolist() == [4 * per_update, 6 * per_update]
+    # ... and experiments.compare compares kept records (the finest thinned file).
+    assert records.metrics_name(dest) == "metrics-every4.csv"
+    assert records.metrics_name(tiny_run) == records.METRICS_FILE
+    assert records.metrics_name(tmp_path) is None
+    compare.main([str(dest), "--out", str(tmp_path / "c.png")])
+    assert (tmp_path / "c.png").stat().st_size > 0
     # Nothing is overwritten, and a folder without metrics is named.
     before = (dest / "metrics-every4.csv").read_text()
     assert cli.main_guard(record.main, [str(tiny_run), str(dest)]) == 1
