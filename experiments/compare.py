@@ -5,8 +5,9 @@ python -m experiments.compare runs/a runs/b --labels GRU transformer --out compa
 Reads each run's ``metrics.csv`` (whatever has been written so far, so a run still in progress
 can be compared too; a kept record's ``metrics-every<N>.csv`` where there is none) and plots
 reward and cooperation against learners and against tabular co-players (mean over learners,
-mean ± std over seeds). The table gives the mean over the last 10% of each run's iterations; it is printed and written beside the figure as CSV (``--out
-compare.png`` -> ``compare.csv``: run, iterations, then each measure's mean and std over seeds).
+mean ± std over seeds). The table gives the mean over the last 10% of each run's iterations;
+it is printed and written beside the figure as CSV (``--out compare.png`` -> ``compare.csv``:
+run, iterations, then each measure's mean and std over seeds).
 
 A run started with ``--init-from`` another run of the same comparison (e.g. a late phase
 continued with another learning rate) is drawn from its source's checkpoint on: its update 0
