@@ -87,10 +87,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="+", type=Path, help="results folders")
     p.add_argument("--labels", nargs="+", help="one label per run (default: folder names)")
     p.add_argument("--out", type=Path, default=Path("compare.png"), help="figure to write")
+    p.add_argument(
+        "--offsets",
+        nargs="+",
+        type=int,
+        metavar="UPDATE",
+        help="one update per run at which its curves start (default: a warm-started run's "
+        "source update when its source is compared, else 0)",
+    )
     args = p.parse_args(argv)
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         raise cli.UsageError(f"{len(labels)} labels for {len(args.runs)} runs; give one per run")
+    if args.offsets is not None and (len(args.offsets) != len(args.runs) or min(args.offsets) < 0):
+        raise cli.UsageError(
+            f"--offsets {' '.join(map(str, args.offsets))}: give one update >= 0 per run "
+            f"({len(args.runs)} runs)"
+        )
     names = [records.metrics_name(run) for run in args.runs]
     for run, name in zip(args.runs, names, strict=True):
         if name is None:
@@ -98,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"{run} has no {records.METRICS_FILE} nor one kept record's metrics-every<N>.csv "
                 "(not a run folder?)"
             )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     histories = {}
-    offsets = start_offsets(args.runs)
+    offsets = args.offsets if args.offsets is not None else start_offsets(args.runs)
     for label, run, name, offset in zip(labels, args.runs, names, offsets, strict=True):
         histories[label] = records.read_metrics(run, name)
         if offset:

@@ -223,7 +223,7 @@ def test_compare_draws_a_run_warm_started_from_a_compared_run_from_its_source_up
     assert compare.start_offsets([tiny_run, fork]) == [0, 0]
 
 
-def test_record_keeps_a_small_record_that_reads_back(tiny_run, tmp_path):
+def test_record_keeps_a_small_record_that_reads_back(tiny_run, tmp_path, capsys):
     from PIL import Image
 
     from experiments import compare, ladder, record
@@ -268,8 +268,11 @@ def test_record_keeps_a_small_record_that_reads_back(tiny_run, tmp_path):
     assert records.metrics_name(dest) == "metrics-every4.csv"
     assert records.metrics_name(tiny_run) == records.METRICS_FILE
     assert records.metrics_name(tmp_path) is None
-    compare.main([str(dest), "--out", str(tmp_path / "c.png")])
-    assert (tmp_path / "c.png").stat().st_size > 0
+    compare.main([str(dest), "--out", str(tmp_path / "figs" / "c.png")])  # folder made
+    assert (tmp_path / "figs" / "c.png").stat().st_size > 0
+    assert cli.main_guard(compare.main, [str(dest), "--offsets", "1", "2"]) == 2
+    compare.main([str(dest), "--offsets", "100", "--out", str(tmp_path / "o.png")])
+    assert "started from another run's update 100" in capsys.readouterr().out
     # Nothing is overwritten, and a folder without metrics is named.
     before = (dest / "metrics-every4.csv").read_text()
     assert cli.main_guard(record.main, [str(tiny_run), str(dest)]) == 1
