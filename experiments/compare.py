@@ -34,13 +34,14 @@ def start_offsets(runs: list[Path]) -> list[int]:
     """Per run, the update its curves start at: the source checkpoint's update for a run whose
     learners all started (``--init-from``) from one checkpoint of another run in ``runs``
     (the same folder, or one of the same name: records are often moved after a run), else 0."""
-    folders = {run.resolve() for run in runs} | {run.resolve().name for run in runs}
+    folders = {run.resolve() for run in runs}
+    names = {folder.name for folder in folders}
     offsets = []
     for run in runs:
         sources = records.read_config(run)[1].get("warm_start", {}).get("init_from", [])
         starts = {(Path(source["run"]).resolve(), source["iteration"]) for source in sources}
         source, step = next(iter(starts)) if len(starts) == 1 else (None, 0)
-        found = source is not None and (source in folders or source.name in folders)
+        found = source is not None and (source in folders or source.name in names)
         offsets.append(int(step) if found else 0)
     return offsets
 

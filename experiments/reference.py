@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from jaxcoop import cli, environment, evaluation, records, reference, strategies
 from jaxcoop.evaluation import Player
@@ -30,7 +29,7 @@ PLAYERS = {
     "bayesian": Player(reference.BAYESIAN, None),
     # What opening with C costs (Fig. 1's learners must, to find each other): with no inference
     # after it, and with perfect inference after it.
-    "cooperate_then_defect": evaluation.tabular(jnp.array([1.0, 0.0, 0.0, 0.0, 0.0])),
+    "cooperate_then_defect": evaluation.tabular(strategies.cooperate_then_defect()),
     "oracle_opening_c": Player(reference.ORACLE_OPENING_C, None),
 }
 

@@ -74,6 +74,12 @@ def generous_tit_for_tat(generosity: float = 1.0 / 3.0) -> jax.Array:
     return _strategy(1, 1, generosity, 1, generosity)
 
 
+def cooperate_then_defect() -> jax.Array:
+    """Cooperate in the first round, defect ever after (not in ``NAMED``: a reference player of
+    ``experiments.reference``, pricing an opening C)."""
+    return _strategy(1, 0, 0, 0, 0)
+
+
 def uniform_random() -> jax.Array:
     """Cooperate with probability 1/2 in every state (the pool's average strategy)."""
     return _strategy(0.5, 0.5, 0.5, 0.5, 0.5)
