@@ -72,6 +72,32 @@ A2C_VALUE = 2.125
 A2C_ENTROPY = (np.log(2) + 0.25 * np.log(4) + 0.75 * np.log(4 / 3)) / 2  # 0.627741
 
 
+def test_two_action_log_prob_and_entropy_match_the_softmax_and_stay_finite_at_the_extremes():
+    """``rollout.log_prob`` / ``entropy`` work on the logit difference: the softmax's values (the
+    hand cases above, random logits) and, at |d| = 30 where a naive ``softplus(d) - d
+    sigmoid(d)`` cancels to 0 (or 2e-6), the entropy ``log(1 + e^-30) + 30 e^-30 / (1 + e^-30)``
+    = 2.9e-12 to float32, and finite gradients."""
+    from jaxcoop import rollout
+
+    np.testing.assert_allclose(
+        rollout.log_prob(A2C_LOGITS, A2C_ACTIONS), [[LOG_HALF], [np.log(0.75)]], rtol=1e-6
+    )
+    np.testing.assert_allclose(rollout.entropy(A2C_LOGITS).mean(), A2C_ENTROPY, rtol=1e-6)
+    logits = jax.random.normal(jax.random.key(0), (64, 2)) * 4.0
+    log_softmax = np.asarray(jax.nn.log_softmax(logits))
+    for action in (0, 1):
+        got = rollout.log_prob(logits, jnp.full(64, action))
+        np.testing.assert_allclose(got, log_softmax[:, action], rtol=1e-5, atol=1e-6)
+    softmax_entropy = -(np.exp(log_softmax) * log_softmax).sum(axis=-1)
+    np.testing.assert_allclose(rollout.entropy(logits), softmax_entropy, rtol=1e-5, atol=1e-6)
+    extreme = jnp.array([[0.0, 30.0], [30.0, 0.0]])
+    tiny = np.exp(-30.0)
+    np.testing.assert_allclose(rollout.entropy(extreme), [31 * tiny, 31 * tiny], rtol=1e-5)
+    np.testing.assert_allclose(rollout.log_prob(extreme, jnp.array([0, 0])), [-30.0, -tiny])
+    grads = jax.grad(lambda x: rollout.entropy(x).sum() + rollout.log_prob(x, 1).sum())(extreme)
+    assert np.all(np.isfinite(grads))
+
+
 def test_a2c_loss_terms_match_hand_computed_values():
     total, info = losses.a2c_loss(
         A2C_LOGITS,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import distrax
 import jax
 import jax.numpy as jnp
+
+from jaxcoop import rollout
 
 
 def gae(
@@ -48,7 +49,7 @@ class LossInfo(NamedTuple):
 
 def _value_and_entropy_terms(logits, values, targets, ent_coef, vf_coef):
     value_loss = jnp.mean((values - targets) ** 2)
-    entropy = distrax.Categorical(logits=logits).entropy().mean()
+    entropy = rollout.entropy(logits).mean()
     return value_loss, entropy, vf_coef * value_loss - ent_coef * entropy
 
 
@@ -65,7 +66,7 @@ def a2c_loss(
 
     Args: logits ``[T, B, 2]``; values, actions, advantages, targets ``[T, B]``.
     """
-    log_prob = distrax.Categorical(logits=logits).log_prob(actions)
+    log_prob = rollout.log_prob(logits, actions)
     policy_loss = -jnp.mean(log_prob * advantages)
     value_loss, entropy, rest = _value_and_entropy_terms(logits, values, targets, ent_coef, vf_coef)
     total = policy_loss + rest
@@ -88,7 +89,7 @@ def ppo_loss(
 
     Args: as ``a2c_loss`` plus ``old_log_prob`` ``[T, B]`` of the acting policy.
     """
-    log_prob = distrax.Categorical(logits=logits).log_prob(actions)
+    log_prob = rollout.log_prob(logits, actions)
     log_ratio = log_prob - old_log_prob
     ratio = jnp.exp(log_ratio)
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
