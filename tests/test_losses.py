@@ -220,3 +220,23 @@ def test_ppo_one_epoch_one_minibatch_unclipped_updates_like_a2c(tiny_rollout):
         np.testing.assert_allclose(p, a, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(ppo_info.value, a2c_info.value, rtol=1e-5)
     np.testing.assert_allclose(ppo_info.clip_fraction, 0.0)
+
+
+@pytest.mark.parametrize("algo", ["a2c", "ppo"])
+def test_the_losses_gradient_makes_one_array_of_the_logits_shape(algo):
+    """Speed guard (docs/performance.md): the loss works on the logit difference, so its
+    compiled gradient writes one ``[T, B, 2]`` array, the logits' cotangent (through distrax's
+    ``Categorical`` it made nine, slow on CPU)."""
+    t, b = 100, 64
+    zeros, actions = jnp.zeros((t, b)), jnp.zeros((t, b), jnp.int32)
+
+    def loss(logits):
+        if algo == "a2c":
+            return losses.a2c_loss(logits, zeros, actions, zeros + 1.0, zeros, 0.01, 0.5)[0]
+        return losses.ppo_loss(logits, zeros, actions, zeros, zeros + 1.0, zeros, 0.2, 0.01, 0.5)[0]
+
+    hlo = jax.jit(jax.grad(loss)).lower(jnp.zeros((t, b, 2))).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY") :]
+    entry = entry[: entry.index("\n}")]
+    made = [line for line in entry.splitlines() if f"= f32[{t},{b},2]" in line]
+    assert len([line for line in made if "parameter(" not in line]) == 1, made
