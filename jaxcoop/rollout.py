@@ -48,8 +48,8 @@ def sample_with_noise(gumbel: jax.Array, logits: jax.Array) -> tuple[jax.Array, 
 
 # The policy's two actions as one logit difference ``d = logits[..., 1] - logits[..., 0]``: the
 # same values as a softmax over ``[..., 2]`` up to float rounding, but every array is ``[...]``,
-# not ``[..., 2]`` (on CPU the loss's ``[..., 2]``-shaped passes took 8 % of a GRU 32 iteration:
-# docs/performance.md).
+# not ``[..., 2]`` (on CPU the loss's ``[..., 2]``-shaped passes took about 12 of a GRU 32
+# iteration's ~150 ms in a profile: docs/performance.md).
 
 
 def log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
