@@ -73,7 +73,8 @@ def keep(run: Path, dest: Path, every: int = records.THINNED_EVERY, digits: int 
     written = [rounded_json(path, dest / path.name) for path in sorted(run.glob("*.json"))]
     written += [palette_png(path, dest / path.name) for path in sorted(run.glob("*.png"))]
     thinned = records.thin_metrics(metrics, every)
-    written.append(records.write_metrics(dest / f"metrics-every{every}.csv", thinned, digits))
+    thinned_path = dest / records.thinned_metrics_name(every)
+    written.append(records.write_metrics(thinned_path, thinned, digits))
     return written
 
 

@@ -198,7 +198,15 @@ def read_metrics(run_dir: Path, name: str = METRICS_FILE) -> dict[str, np.ndarra
 
 #: A kept record's training metrics: every ``THINNED_EVERY``-th update of ``metrics.csv``.
 THINNED_EVERY = 100
-THINNED_METRICS_FILE = f"metrics-every{THINNED_EVERY}.csv"
+_THINNED_PREFIX = "metrics-every"
+
+
+def thinned_metrics_name(every: int) -> str:
+    """The file name of a kept record's metrics at every ``every``-th update."""
+    return f"{_THINNED_PREFIX}{every}.csv"
+
+
+THINNED_METRICS_FILE = thinned_metrics_name(THINNED_EVERY)
 
 
 def metrics_name(run_dir: Path) -> str | None:
@@ -208,8 +216,8 @@ def metrics_name(run_dir: Path) -> str | None:
         return METRICS_FILE
     every = {
         int(n): path.name
-        for path in Path(run_dir).glob("metrics-every*.csv")
-        if (n := path.stem.removeprefix("metrics-every")).isdigit()
+        for path in Path(run_dir).glob(f"{_THINNED_PREFIX}*.csv")
+        if (n := path.stem.removeprefix(_THINNED_PREFIX)).isdigit()
     }
     return every[min(every)] if every else None
 
