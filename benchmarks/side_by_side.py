@@ -140,6 +140,8 @@ def main(argv=None) -> None:
         "date": date.isoformat(timespec="seconds"),
         "device": next(iter(rates.values()))["new"]["device"],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        # this process's; a version that asks for huge pages restarts its runs with them
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "cpus": os.cpu_count(),
         "cpus_used": len(os.sched_getaffinity(0)),
         "base_commit": commits["base"],

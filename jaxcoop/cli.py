@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import jax
 
-from jaxcoop import sharding
+from jaxcoop import runner, sharding
 from jaxcoop.commands import ExperimentCommand, UsageError
 from jaxcoop.config import (
     DEFAULT_CHECKPOINTING,
@@ -364,7 +364,11 @@ def parse_experiment(argv: list[str] | None, description: str, name: str) -> Exp
 def main_guard(fn, argv=None) -> int:
     """Run ``fn(argv)``; print a bad command line (exit status 2), an unusable results folder,
     a missing logging package or a non-finite loss (exit status 1) as one line on stderr instead
-    of a traceback. Ctrl-C exits with status 130 after pending checkpoint writes finish."""
+    of a traceback. Ctrl-C exits with status 130 after pending checkpoint writes finish. Run as
+    a command (``fn`` in ``__main__``, ``argv`` from the command line), the process first
+    restarts itself with huge pages where that helps (``runner.restart_with_huge_pages``)."""
+    if argv is None and getattr(fn, "__module__", None) == "__main__":
+        runner.restart_with_huge_pages()
     try:
         fn(argv)
     except UsageError as e:
