@@ -11,7 +11,9 @@ a temporary worktree. Every round runs every configuration once with each versio
 process, alternating which version goes first, so that drift in the machine's speed (a shared
 VM's neighbours, its clock) falls on both alike. Prints, per configuration, the median and the
 best seconds per iteration of each version and the speed-up, and writes them, with every single
-timing, to one JSON file. Time on an otherwise idle machine.
+timing, to one JSON file. Time on an otherwise idle machine. This process does not restart
+with huge pages (it does not go through ``cli.main_guard``), so each version's runs start in the
+caller's environment, as a user's would; the record's ``glibc_tunables`` is that environment's.
 """
 
 from __future__ import annotations
@@ -140,8 +142,6 @@ def main(argv=None) -> None:
         "date": date.isoformat(timespec="seconds"),
         "device": next(iter(rates.values()))["new"]["device"],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        # this process's; a version that asks for huge pages restarts its runs with them
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "cpus": os.cpu_count(),
         "cpus_used": len(os.sched_getaffinity(0)),
         "base_commit": commits["base"],

@@ -525,7 +525,6 @@ def run(
         "matmul_peak_flops": peak,
         "matmul_peak_measurements": [peak],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "flops_method": "jaxpr count of one vmapped iteration: dot_general 2*M*N*K, elementwise "
         "float arithmetic 1 per output element, reductions 1 per input element; scan bodies "
         "times their length",

@@ -296,9 +296,10 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 
 def provenance() -> dict:
-    """Where a result came from: Python, jax / jaxlib / flax / optax / orbax versions, host, and
-    the git commit of jaxcoop's source (``+dirty`` with uncommitted changes; ``None`` outside a
-    git checkout)."""
+    """Where a result came from: Python, jax / jaxlib / flax / optax / orbax versions, host, the
+    git commit of jaxcoop's source (``+dirty`` with uncommitted changes; ``None`` outside a
+    git checkout), and this process's ``GLIBC_TUNABLES`` (huge pages or not:
+    ``runner.restart_with_huge_pages``)."""
     versions = {"python": platform.python_version()}
     for package in ("jaxcoop", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint"):
         try:
@@ -327,6 +328,7 @@ def provenance() -> dict:
         "versions": versions,
         "git_commit": commit,
         "host": platform.node(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
 

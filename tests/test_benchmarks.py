@@ -220,6 +220,7 @@ DEVICE_KEYS = {
     "versions",
     "git_commit",
     "host",
+    "glibc_tunables",
     "command",
 }
 
