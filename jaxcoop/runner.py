@@ -363,23 +363,32 @@ def run_or_resume(
 
 #: Set to ``0`` to keep a command from restarting itself with huge pages.
 HUGE_PAGES_ENV = "JAXCOOP_HUGE_PAGES"
-_HUGETLB = "glibc.malloc.hugetlb"
+#: glibc malloc tunables a command restarts with: transparent huge pages, and the thresholds
+#: glibc's dynamic ones grow to at most (32 MiB mmap, 64 MiB trim), fixed from the start.
+MALLOC_TUNABLES = {
+    "glibc.malloc.hugetlb": 1,
+    "glibc.malloc.mmap_threshold": 32 << 20,
+    "glibc.malloc.trim_threshold": 64 << 20,
+}
 _THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
 def huge_pages_environment() -> dict[str, str] | None:
-    """The environment that makes glibc's ``malloc`` ask for transparent huge pages
-    (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``), or ``None`` where that changes nothing: not
-    glibc 2.35+, the kernel's THP mode not ``madvise``, the tunable already set, or
-    ``JAXCOOP_HUGE_PAGES=0``.
+    """The environment in which glibc's ``malloc`` keeps a compiled program's memory fault-free
+    from one run to the next (``GLIBC_TUNABLES`` with ``MALLOC_TUNABLES``), or ``None`` where
+    that changes nothing: not glibc 2.35+, the kernel's THP mode not ``madvise``, any of the
+    tunables already set, or ``JAXCOOP_HUGE_PAGES=0``.
 
-    Why: on a CPU every run of a compiled program allocates its buffers afresh, and glibc maps
-    the large ones anew and unmaps them on free, so each iteration faults its whole working set
+    Why: on a CPU every run of a compiled program allocates its buffers afresh. glibc maps the
+    large ones anew and unmaps them on free, so each iteration faulted its whole working set
     back in, 4 KB at a time (80k faults per GRU 128 iteration at 2 x 1,024 episodes, 640k at
-    4,096; docs/performance.md). With huge pages that is 512 times fewer faults.
+    4,096); huge pages make that 512 times fewer faults. XLA's worker threads allocate in
+    glibc's per-thread arenas, which glibc trims back to the kernel on free once their free top
+    passes a threshold it lowers as it goes (345k faults per transformer PPO iteration, 2 x 256
+    episodes, with huge pages alone); fixed thresholds keep that memory (docs/performance.md).
     """
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if os.environ.get(HUGE_PAGES_ENV) == "0" or _HUGETLB in tunables:
+    if os.environ.get(HUGE_PAGES_ENV) == "0" or any(name in tunables for name in MALLOC_TUNABLES):
         return None
     libc, version = platform.libc_ver()
     if libc != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
@@ -389,7 +398,8 @@ def huge_pages_environment() -> dict[str, str] | None:
             return None
     except OSError:
         return None
-    return {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, f"{_HUGETLB}=1"]))}
+    ours = [f"{name}={value}" for name, value in MALLOC_TUNABLES.items()]
+    return {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, *ours]))}
 
 
 def restart_with_huge_pages() -> None:
