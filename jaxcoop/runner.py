@@ -361,7 +361,7 @@ def run_or_resume(
     return resume(run_dir, log=log, devices=devices, checkpointing=checkpointing)[1]
 
 
-#: Set to ``0`` to keep a command from restarting itself with huge pages.
+#: Set to ``0`` to keep a command from restarting itself with ``MALLOC_TUNABLES``.
 HUGE_PAGES_ENV = "JAXCOOP_HUGE_PAGES"
 #: glibc malloc tunables a command restarts with: transparent huge pages, and the thresholds
 #: glibc's dynamic ones grow to at most (32 MiB mmap, 64 MiB trim), fixed from the start.
