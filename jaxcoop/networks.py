@@ -210,6 +210,28 @@ def _masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     return jax.nn.softmax(jnp.where(mask, scores, -1e30), axis=-1)
 
 
+def _causal_attention(q_TxBxHxDh: jax.Array, k_TxBxHxDh: jax.Array, v_TxBxHxDh: jax.Array):
+    """Causal attention ``[T, B, H, Dh]`` over whole episodes, in two halves of the queries: the
+    first half attends to the first half of the keys only, so the quarter of the ``T x T``
+    scores that the mask would zero is never computed (one layer's forward and backward at 2 x
+    256 episodes x 100 rounds measured ~25 % faster on one CPU core; docs/performance.md)."""
+    length = q_TxBxHxDh.shape[0]
+    half = length // 2
+    causal_TxT = jnp.tril(jnp.ones((length, length), bool))
+
+    def attend(q, k, v, mask):
+        scores_BxHxTxS = jnp.einsum("tbhd,sbhd->bhts", q, k)
+        return jnp.einsum("bhts,sbhd->tbhd", _masked_softmax(scores_BxHxTxS, mask), v)
+
+    if half == 0:
+        return attend(q_TxBxHxDh, k_TxBxHxDh, v_TxBxHxDh, causal_TxT)
+    first = attend(
+        q_TxBxHxDh[:half], k_TxBxHxDh[:half], v_TxBxHxDh[:half], causal_TxT[:half, :half]
+    )
+    second = attend(q_TxBxHxDh[half:], k_TxBxHxDh, v_TxBxHxDh, causal_TxT[half:])
+    return jnp.concatenate([first, second], axis=0)
+
+
 class Transformer(nn.Module):
     """Causal pre-norm transformer over an episode's tokens, with learned positions.
 
@@ -272,12 +294,8 @@ class Transformer(nn.Module):
         if length > self.max_len:
             raise ValueError(f"{length} tokens exceed the transformer's {self.max_len} positions")
         x = self.input_proj(x_TxBxE) + self.position[:length, None]
-        causal_TxT = jnp.tril(jnp.ones((length, length), bool))
         for block in self.blocks:
-            q, k, v = block.project(x)  # [T, B, H, Dh]
-            scores_BxHxTxT = jnp.einsum("tbhd,sbhd->bhts", q, k)
-            weights = _masked_softmax(scores_BxHxTxT, causal_TxT)
-            x = block.finish(x, jnp.einsum("bhts,sbhd->tbhd", weights, v))
+            x = block.finish(x, _causal_attention(*block.project(x)))  # [T, B, H, Dh] each
         y = self.norm(x)
         return y if prefix is None else y[1:]
 
