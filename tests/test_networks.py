@@ -101,6 +101,44 @@ def test_the_transformer_cache_is_per_layer_in_the_layout_its_matmuls_read():
         assert np.abs(np.asarray(cache[:, :, 0])).max() > 0
 
 
+def test_the_parallel_attention_never_scores_a_query_against_a_later_half_of_keys():
+    """The update's causal attention runs in two halves of the queries (``_causal_attention``):
+    of a ``T x T`` score matrix per layer and head it computes the first half's ``T/2 x T/2``
+    block and the second half's ``T/2 x T`` rows, 3/4 of the elements; a regression to one
+    masked ``T x T`` product computes all of them."""
+    agent = Agent(backbone="transformer", embed_dim=8, hidden_dim=16, num_layers=2, num_heads=4)
+    x, z = _inputs(jax.random.key(0))
+    params = agent.init(jax.random.key(1), x, z)
+    jaxpr = jax.make_jaxpr(lambda p: agent.apply(p, x, z))(params)
+
+    from benchmarks.sps import _sub_jaxprs
+
+    def score_shapes(jaxpr):  # dot_generals [B, heads, queries, keys]; head_dim 4 is not T
+        found = []
+        for e in jaxpr.eqns:
+            shape = e.outvars[0].aval.shape if e.outvars else ()
+            is_scores = len(shape) == 4 and shape[:2] == (B, 4) and 16 // 4 not in shape[2:]
+            if e.primitive.name == "dot_general" and is_scores:
+                found.append(shape[2:])
+            for sub in _sub_jaxprs(e.params):
+                found += score_shapes(sub)
+        return found
+
+    half = T // 2
+    assert sorted(score_shapes(jaxpr.jaxpr)) == [(half, half)] * 2 + [(half, T)] * 2
+
+
+def test_the_parallel_attention_in_halves_equals_one_masked_product():
+    from jaxcoop.networks import _causal_attention, _masked_softmax
+
+    for length in (1, 2, 7, 10):
+        q, k, v = jax.random.normal(jax.random.key(length), (3, length, 2, 3, 4))
+        scores = jnp.einsum("tbhd,sbhd->bhts", q, k)
+        causal = jnp.tril(jnp.ones((length, length), bool))
+        expected = jnp.einsum("bhts,sbhd->tbhd", _masked_softmax(scores, causal), v)
+        np.testing.assert_allclose(_causal_attention(q, k, v), expected, rtol=1e-5, atol=1e-6)
+
+
 def _elements(dims: str) -> int:
     return math.prod(int(d) for d in dims.split(",") if d)
 
