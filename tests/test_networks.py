@@ -101,6 +101,17 @@ def test_the_transformer_cache_is_per_layer_in_the_layout_its_matmuls_read():
         assert np.abs(np.asarray(cache[:, :, 0])).max() > 0
 
 
+def _dot_generals(jaxpr) -> list:
+    """Every ``dot_general`` equation of a jaxpr, its sub-jaxprs (scans, custom VJPs) included."""
+    from benchmarks.sps import _sub_jaxprs
+
+    found = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+    for e in jaxpr.eqns:
+        for sub in _sub_jaxprs(e.params):
+            found += _dot_generals(sub)
+    return found
+
+
 def test_the_parallel_attention_never_scores_a_query_against_a_later_half_of_keys():
     """The update's causal attention runs in two halves of the queries (``_causal_attention``):
     of a ``T x T`` score matrix per layer and head it computes the first half's ``T/2 x T/2``
@@ -110,22 +121,11 @@ def test_the_parallel_attention_never_scores_a_query_against_a_later_half_of_key
     x, z = _inputs(jax.random.key(0))
     params = agent.init(jax.random.key(1), x, z)
     jaxpr = jax.make_jaxpr(lambda p: agent.apply(p, x, z))(params)
-
-    from benchmarks.sps import _sub_jaxprs
-
-    def score_shapes(jaxpr):  # dot_generals [B, heads, queries, keys]; head_dim 4 is not T
-        found = []
-        for e in jaxpr.eqns:
-            shape = e.outvars[0].aval.shape if e.outvars else ()
-            is_scores = len(shape) == 4 and shape[:2] == (B, 4) and 16 // 4 not in shape[2:]
-            if e.primitive.name == "dot_general" and is_scores:
-                found.append(shape[2:])
-            for sub in _sub_jaxprs(e.params):
-                found += score_shapes(sub)
-        return found
-
+    outputs = [e.outvars[0].aval.shape for e in _dot_generals(jaxpr.jaxpr)]
+    # [B, heads, queries, keys]; head_dim 4 is neither T nor T/2
+    scores = [s[2:] for s in outputs if len(s) == 4 and s[:2] == (B, 4) and 16 // 4 not in s[2:]]
     half = T // 2
-    assert sorted(score_shapes(jaxpr.jaxpr)) == [(half, half)] * 2 + [(half, T)] * 2
+    assert sorted(scores) == [(half, half)] * 2 + [(half, T)] * 2
 
 
 def test_the_parallel_attention_in_halves_equals_one_masked_product():
@@ -273,16 +273,6 @@ def test_a_gru_round_runs_three_matmuls_over_the_episodes_and_none_token_sized()
     x0 = jax.tree.map(lambda a: a[0], x)
     jaxpr = jax.make_jaxpr(lambda p, c: agent.apply(p, c, x0, method=Agent.step))(params, carry)
 
-    from benchmarks.sps import _sub_jaxprs
-
-    def dots(jaxpr):
-        found = []
-        for e in jaxpr.eqns:
-            if e.primitive.name == "dot_general":
-                found.append(tuple(e.invars[0].aval.shape))
-            for sub in _sub_jaxprs(e.params):
-                found += dots(sub)
-        return found
-
-    over_episodes = sorted(shape[-1] for shape in dots(jaxpr.jaxpr) if shape[0] == B)
+    lhs_shapes = [e.invars[0].aval.shape for e in _dot_generals(jaxpr.jaxpr)]
+    over_episodes = sorted(shape[-1] for shape in lhs_shapes if shape[0] == B)
     assert over_episodes == [8, hidden_dim, hidden_dim], over_episodes
